@@ -1,0 +1,48 @@
+"""train: fit the fraud model on the whole ``transactions`` table, log it to MLflow, register it.
+
+    ./spark-submit.sh train
+
+Holds out the last day(s) for evaluation, chooses candidate, parameters and decision threshold
+on a validation slice before them, refits on every day, and registers the result as the
+champion. A bad config or too little data stops it before any MLflow run is logged.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pyspark.sql import SparkSession
+
+from pipelines.cli import git_commit, job_parser, run_main
+from pipelines.config import PROJECT_ROOT, Settings, load_settings
+from pipelines.registry import configure_mlflow
+from pipelines.session import get_spark
+from pipelines.tables import current_version, read_version
+from pipelines.tracking import Lineage, TrainingOutcome, train_and_register
+from pipelines.training import check_train_settings
+
+
+def run(spark: SparkSession, settings: Settings, *, commit: str) -> TrainingOutcome:
+    path = settings.tables.transactions_path
+    version = current_version(spark, path)
+    transactions = read_version(spark, path, version).cache()
+    lineage = Lineage(table_path=path, table_version=version, row_count=transactions.count(), git_commit=commit)
+    try:
+        return train_and_register(transactions, lineage=lineage, train=settings.train, registry=settings.mlflow)
+    finally:
+        transactions.unpersist()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
+    settings = load_settings(args.env)
+    check_train_settings(settings.train)
+    configure_mlflow(settings.mlflow)
+    spark = get_spark(settings.spark)
+    run(spark, settings, commit=git_commit(str(PROJECT_ROOT)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,33 @@
+"""Named errors raised where data or arguments enter the system.
+
+Every job catches :class:`FraudScoringError`, prints its message and exits non-zero; anything
+else is a bug and keeps its stack trace.
+"""
+
+from __future__ import annotations
+
+
+class FraudScoringError(Exception):
+    """Base class: an expected failure whose message tells the user what to fix."""
+
+    exit_code = 2
+
+
+class ConfigError(FraudScoringError):
+    """A configuration file or value is missing or malformed."""
+
+
+class InvalidArgumentError(FraudScoringError):
+    """A command-line argument is malformed (for example a date that does not exist)."""
+
+
+class SchemaError(FraudScoringError):
+    """Input data lacks expected columns or holds values of the wrong type."""
+
+
+class NoDataError(FraudScoringError):
+    """The requested input (a table, a day's partition, a class) holds no rows."""
+
+
+class ModelNotFoundError(FraudScoringError):
+    """The registry has no model, version or alias by the requested name."""

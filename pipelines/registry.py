@@ -1,0 +1,96 @@
+"""MLflow tracking and the model registry: where models are logged, found and loaded.
+
+The decision threshold is a tag of the model version (``decision_threshold``), so whatever
+loads a version also gets the threshold it was validated with.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import mlflow.spark
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pyspark.ml import PipelineModel
+
+from pipelines.config import MlflowSettings
+from pipelines.errors import InvalidArgumentError, ModelNotFoundError
+from pipelines.scoring import ModelRef
+
+THRESHOLD_TAG = "decision_threshold"
+_MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
+
+
+def configure_mlflow(settings: MlflowSettings) -> str:
+    """Point MLflow at the environment's tracking server and registry; return the experiment id.
+
+    The experiment is created on first use, with its artifacts under ``artifact_location``.
+    """
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    experiment = mlflow.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        location = settings.artifact_location
+        if location and "://" not in location:
+            location = Path(location).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(settings.experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def default_model_uri(settings: MlflowSettings) -> str:
+    return f"models:/{settings.model_name}@{settings.champion_alias}"
+
+
+def resolve_model(settings: MlflowSettings, model_uri: str | None = None) -> ModelRef:
+    """The registered version behind ``model_uri`` (default: the champion alias).
+
+    Accepts ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION``.
+
+    :raises InvalidArgumentError: ``model_uri`` is not of those forms.
+    :raises ModelNotFoundError: no such model, version or alias, or the version has no threshold.
+    """
+    uri = model_uri or default_model_uri(settings)
+    match = _MODEL_URI.fullmatch(uri)
+    if not match:
+        raise InvalidArgumentError(
+            f"model URI {uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    name, alias, version = match["name"], match["alias"], match["version"]
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    try:
+        model_version = (
+            client.get_model_version_by_alias(name, alias) if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"the registry at {settings.registry_uri} has no {uri} "
+            f"({exc.message.splitlines()[0]}); train and register a model first"
+        ) from exc
+    return model_ref(model_version)
+
+
+def model_ref(model_version: ModelVersion) -> ModelRef:
+    """A :class:`ModelRef` of a registry entry, with the threshold from its tag."""
+    if THRESHOLD_TAG not in model_version.tags:
+        raise ModelNotFoundError(
+            f"model {model_version.name} version {model_version.version} has no "
+            f"{THRESHOLD_TAG!r} tag: it was not registered by the train job"
+        )
+    return ModelRef(
+        name=model_version.name,
+        version=str(model_version.version),
+        run_id=model_version.run_id,
+        threshold=float(model_version.tags[THRESHOLD_TAG]),
+    )
+
+
+def load_model(ref: ModelRef) -> PipelineModel:
+    """Load the fitted Spark ML pipeline of a registered version."""
+    return mlflow.spark.load_model(ref.uri)

@@ -1,0 +1,91 @@
+"""The one place where a SparkSession is configured, for jobs and tests alike.
+
+``spark-submit.sh`` asks this module for its arguments (``python -m pipelines.session --env
+local``), so a job started through ``spark-submit`` and a session built in a test get the same
+Delta and Spark settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pipelines.cli import run_main
+from pipelines.config import PROJECT_ROOT, SparkSettings, load_settings
+
+# Delta Lake's SQL extension and catalog; the jars themselves come from `.jars/` (make setup).
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+LOG4J_CONF = PROJECT_ROOT / "conf" / "log4j2.properties"
+# Event times and partition dates are UTC whatever the machine's zone is.
+BASE_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J_CONF.as_uri()}",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+}
+JARS_DIR = PROJECT_ROOT / ".jars"
+
+
+# Settings where a config file's value is added to the base one instead of replacing it.
+_APPENDED = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
+
+def spark_conf(settings: SparkSettings) -> dict[str, str]:
+    """Every Spark setting of an environment: the base, Delta's, then the config file's own.
+
+    JVM options from the config file are appended to the base ones (UTC, logging).
+    """
+    conf = {**BASE_CONF, **DELTA_CONF}
+    for key, value in settings.conf.items():
+        conf[key] = f"{conf[key]} {value}" if key in _APPENDED and key in conf else value
+    return conf
+
+
+def delta_jars(jars_dir: Path = JARS_DIR) -> list[str]:
+    """The Delta Lake jars fetched by ``make setup``; empty when they have not been fetched."""
+    return sorted(str(path) for path in jars_dir.glob("*.jar"))
+
+
+def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> SparkSession:
+    """Return the active session, or build one from ``settings``.
+
+    Under ``spark-submit`` the master, jars and settings were already given on the command
+    line and the builder only attaches to that session.
+
+    :param jars: jar files to put on the class path; defaults to the fetched Delta jars.
+    """
+    builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    jar_files = delta_jars() if jars is None else list(jars)
+    if jar_files:
+        builder = builder.config("spark.jars", ",".join(jar_files))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def submit_args(settings: SparkSettings) -> list[str]:
+    """``spark-submit`` options for an environment: master, name and every ``--conf``."""
+    args = ["--master", settings.master, "--name", settings.app_name]
+    for key, value in spark_conf(settings).items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print spark-submit options, one per line.")
+    parser.add_argument("--env", default="local")
+    args = parser.parse_args(argv)
+    print("\n".join(submit_args(load_settings(args.env).spark)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,205 @@
+"""One MLflow run per training: a child run per candidate, the best one logged and registered.
+
+Every run, parent and child, logs metrics with the same names (``auc_pr``, ``val_auc_pr``,
+``precision``, ...) so that the MLflow UI's compare view lines them up.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import mlflow
+import mlflow.spark
+import pyspark
+from mlflow.models import infer_signature
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame
+
+from pipelines import plots
+from pipelines.config import MlflowSettings, TrainSettings
+from pipelines.registry import THRESHOLD_TAG
+from pipelines.schema import FEATURE_COLS
+from pipelines.training import (
+    CandidateResult,
+    best_candidate,
+    fit,
+    search_candidate,
+    split_by_time,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Which data and code a model came from; logged as tags of its run and model version."""
+
+    table_path: str
+    table_version: int
+    row_count: int
+    git_commit: str
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "source.table_path": self.table_path,
+            "source.table_version": str(self.table_version),
+            "source.row_count": str(self.row_count),
+            "git.commit": self.git_commit,
+            "versions.spark": pyspark.__version__,
+            "versions.delta": importlib.metadata.version("delta-spark"),
+            "versions.mlflow": mlflow.__version__,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    run_id: str
+    model_name: str
+    model_version: str
+    candidate: str
+    params: dict[str, Any]
+    threshold: float
+    holdout_metrics: dict[str, float]
+    holdout_days: list[date]
+
+
+def train_and_register(
+    transactions: DataFrame,
+    *,
+    lineage: Lineage,
+    train: TrainSettings,
+    registry: MlflowSettings,
+) -> TrainingOutcome:
+    """Search the candidates, log every one, register the best and make it the champion.
+
+    The time split (and its checks) runs before any MLflow run starts; an error inside the
+    run marks it failed.
+    """
+    split = split_by_time(
+        transactions, holdout_days=train.holdout_days,
+        validation_fraction=train.validation_fraction, label_col=train.label_col,
+    )
+    holdout_label = ",".join(day.isoformat() for day in split.holdout_days)
+    with mlflow.start_run(run_name=f"train v{lineage.table_version} holdout {holdout_label}") as run:
+        mlflow.set_tags(lineage.tags())
+        mlflow.log_params({
+            "holdout_days": holdout_label,
+            "training_days": ",".join(day.isoformat() for day in split.training_days),
+            "validation_fraction": train.validation_fraction,
+            "threshold_policy": train.threshold_policy,
+            "seed": train.seed,
+            "refit_on_all_days": train.refit_on_all_days,
+            "search_space": json.dumps(train.candidates, sort_keys=True),
+        })
+        results: dict[str, CandidateResult] = {}
+        for candidate, grid in train.candidates.items():
+            with mlflow.start_run(run_name=candidate, nested=True):
+                mlflow.set_tags(lineage.tags())
+                results[candidate] = search_candidate(split, candidate=candidate, grid=grid, settings=train)
+                _log_candidate(results[candidate])
+        chosen = best_candidate(results)
+        best = results[chosen]
+        _log_candidate(best)
+        mlflow.set_tag("chosen_candidate", chosen)
+
+        final_model = (
+            fit(transactions, candidate=chosen, params=best.best.params, settings=train)
+            if train.refit_on_all_days else best.model
+        )
+        model_version = _log_and_register(
+            final_model, split.training_window, best, lineage, registry, train.threshold_policy
+        )
+    log.info(
+        "train: %s %s, threshold %.4f, held-out AUC-PR %.4f -> %s version %s (%s)",
+        chosen, best.best.params, best.threshold, best.holdout_metrics["auc_pr"],
+        registry.model_name, model_version, registry.champion_alias,
+    )
+    return TrainingOutcome(
+        run_id=run.info.run_id,
+        model_name=registry.model_name,
+        model_version=model_version,
+        candidate=chosen,
+        params=best.best.params,
+        threshold=best.threshold,
+        holdout_metrics=best.holdout_metrics,
+        holdout_days=split.holdout_days,
+    )
+
+
+def _log_candidate(result: CandidateResult) -> None:
+    """Log a candidate's chosen parameters, metrics and pictures to the active run."""
+    candidate = result.best.candidate
+    mlflow.log_params({"candidate": candidate, **{f"model.{k}": v for k, v in result.best.params.items()}})
+    mlflow.log_param("decision_threshold", result.threshold)
+    mlflow.log_metrics({**result.validation_metrics, **result.holdout_metrics, "threshold": result.threshold})
+    for step, point in enumerate(result.points):
+        mlflow.log_metric("search_val_auc_pr", point.validation_auc_pr, step=step)
+    curve, threshold = result.holdout_curve, result.threshold
+    figures = {
+        "plots/precision_recall.png": plots.precision_recall_figure(curve, threshold, f"{candidate}: held-out PR"),
+        "plots/roc.png": plots.roc_figure(curve, f"{candidate}: held-out ROC"),
+        "plots/confusion_matrix.png": plots.confusion_matrix_figure(curve, threshold, f"{candidate}: held-out"),
+        "plots/score_distribution.png": plots.score_distribution_figure(
+            curve, threshold, f"{candidate}: held-out scores"),
+    }
+    importances = _feature_importances(result.model)
+    if importances is not None:
+        figures["plots/feature_importance.png"] = plots.feature_importance_figure(
+            FEATURE_COLS, importances, f"{candidate}: feature importance")
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
+
+
+def _feature_importances(model: PipelineModel) -> list[float] | None:
+    """Tree importances, or the size of a linear model's coefficients on scaled features."""
+    classifier = model.stages[-1]
+    if hasattr(classifier, "featureImportances"):
+        return classifier.featureImportances.toArray().tolist()
+    if hasattr(classifier, "coefficients"):
+        return [abs(value) for value in classifier.coefficients.toArray()]
+    return None
+
+
+def _log_and_register(
+    model: PipelineModel,
+    example_rows: DataFrame,
+    result: CandidateResult,
+    lineage: Lineage,
+    registry: MlflowSettings,
+    threshold_policy: str,
+) -> str:
+    """Log the model (spark flavor, signature, input example), register it, set the champion."""
+    example = example_rows.select(*FEATURE_COLS).limit(5)
+    input_example = example.toPandas()
+    output_example = model.transform(example).select("prediction").toPandas()
+    info = mlflow.spark.log_model(
+        model,
+        artifact_path=MODEL_ARTIFACT,
+        signature=infer_signature(input_example, output_example),
+        input_example=input_example,
+        # Named, not inferred: inference loads the model in a second Python process.
+        pip_requirements=[
+            f"pyspark=={pyspark.__version__}",
+            f"mlflow=={mlflow.__version__}",
+            f"delta-spark=={importlib.metadata.version('delta-spark')}",
+        ],
+    )
+    version_tags = {
+        **lineage.tags(),
+        THRESHOLD_TAG: repr(result.threshold),
+        "threshold_policy": threshold_policy,
+        "candidate": result.best.candidate,
+        "holdout.auc_pr": f"{result.holdout_metrics['auc_pr']:.6f}",
+        "validation.auc_pr": f"{result.validation_metrics['val_auc_pr']:.6f}",
+    }
+    model_version = mlflow.register_model(info.model_uri, registry.model_name, tags=version_tags)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(registry.model_name, registry.champion_alias, model_version.version)
+    return str(model_version.version)

@@ -1,0 +1,23 @@
+"""Packaging for the fraud-scoring jobs and pipelines.
+
+The versions here are the ones the project is tested with; ``constraints.txt`` pins every
+transitive dependency of that tested set (``make venv`` installs with it).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fraud-scoring",
+    version="0.1.0",
+    description="Credit-card fraud model: Spark ML training to MLflow, nightly scoring into Delta.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipelines", "pipelines.*", "jobs", "jobs.*"]),
+    install_requires=[
+        "pyspark==4.0.1",
+        "delta-spark==4.0.1",
+        "mlflow==3.17.2",
+    ],
+    extras_require={
+        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6"],
+    },
+)
