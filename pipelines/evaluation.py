@@ -53,11 +53,14 @@ class ScoreCurve:
     @classmethod
     def from_counts(cls, scores, positives, negatives) -> ScoreCurve:
         """Build from per-score counts (any order), e.g. the rows of :func:`score_counts`."""
-        scores = np.asarray(scores, dtype=float)
-        order = np.argsort(-scores, kind="stable")
-        pos = np.asarray(positives, dtype=float)[order]
-        neg = np.asarray(negatives, dtype=float)[order]
-        return cls(scores[order], np.cumsum(pos), np.cumsum(neg), float(pos.sum()), float(neg.sum()))
+        # Equal scores are one point of the curve: a threshold cannot split them.
+        distinct, index = np.unique(np.asarray(scores, dtype=float), return_inverse=True)
+        pos = np.zeros_like(distinct)
+        neg = np.zeros_like(distinct)
+        np.add.at(pos, index, np.asarray(positives, dtype=float))
+        np.add.at(neg, index, np.asarray(negatives, dtype=float))
+        pos, neg = pos[::-1], neg[::-1]
+        return cls(distinct[::-1], np.cumsum(pos), np.cumsum(neg), float(pos.sum()), float(neg.sum()))
 
     @classmethod
     def from_frame(cls, counts: DataFrame) -> ScoreCurve:

@@ -1,0 +1,45 @@
+"""One Spark session for the whole suite, and per-test settings that point every table and the
+MLflow store into a temporary folder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from pipelines.config import PROJECT_ROOT, Settings, TableSettings, load_settings
+from pipelines.session import get_spark
+
+SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
+
+# Small and quick: tests check behaviour, not model quality.
+SMALL_CANDIDATES = {"random_forest": {"numTrees": [10], "maxDepth": [4]}}
+
+
+def settings_in(folder: Path) -> Settings:
+    """The local settings, with the Delta tables and the MLflow store under ``folder``."""
+    base = load_settings("local")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    return replace(
+        base,
+        tables=TableSettings(root=str(folder / "lake")),
+        mlflow=replace(base.mlflow, tracking_uri=store, registry_uri=store,
+                       artifact_location=str(folder / "artifacts")),
+        train=replace(base.train, candidates=SMALL_CANDIDATES),
+    )
+
+
+@pytest.fixture(scope="session")
+def spark() -> SparkSession:
+    settings = load_settings("local").spark
+    test_conf = {**settings.conf, "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}
+    session = get_spark(replace(settings, master="local[2]", conf=test_conf))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_in(tmp_path)

@@ -1,0 +1,54 @@
+"""Delta writes: a day is replaced whole and alone; re-ingesting inserts nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from chispa import assert_df_equality
+from delta.tables import DeltaTable
+
+from pipelines.tables import insert_new_transactions, replace_day, sql_date
+
+SCHEMA = "transaction_id string, txn_date date, fraud_probability double"
+
+
+def test_replace_day_replaces_only_that_day(spark, tmp_path):
+    path = str(tmp_path / "scored")
+    day1, day2 = date(2013, 9, 1), date(2013, 9, 2)
+    replace_day(spark.createDataFrame([("a", day1, 0.1)], SCHEMA), path, day=day1)
+    replace_day(spark.createDataFrame([("b", day2, 0.2), ("c", day2, 0.3)], SCHEMA), path, day=day2)
+    version = replace_day(spark.createDataFrame([("b", day2, 0.9)], SCHEMA), path, day=day2)
+
+    actual_df = spark.read.format("delta").load(path)
+    expected_df = spark.createDataFrame([("a", day1, 0.1), ("b", day2, 0.9)], SCHEMA)
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+    assert version == 2
+
+
+def test_replace_day_refuses_rows_of_another_day_and_writes_nothing(spark, tmp_path):
+    path = str(tmp_path / "scored")
+    day1 = date(2013, 9, 1)
+    replace_day(spark.createDataFrame([("a", day1, 0.1)], SCHEMA), path, day=day1)
+    stray = spark.createDataFrame([("x", day1, 0.5), ("y", date(2013, 9, 3), 0.5)], SCHEMA)
+    with pytest.raises(Exception, match=r"(?i)replaceWhere|DELTA_REPLACE_WHERE_MISMATCH"):
+        replace_day(stray, path, day=day1)
+    assert DeltaTable.forPath(spark, path).history().count() == 1
+
+
+def test_inserting_the_same_rows_twice_keeps_one_copy(spark, tmp_path):
+    path = str(tmp_path / "transactions")
+    day = date(2013, 9, 1)
+    source_df = spark.createDataFrame([("a", day, 1.0), ("b", day, 2.0)], SCHEMA)
+    assert insert_new_transactions(spark, source_df, path, first_day=day, last_day=day) == 2
+    more_df = spark.createDataFrame([("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
+    assert insert_new_transactions(spark, more_df, path, first_day=day, last_day=day) == 1
+    actual_df = spark.read.format("delta").load(path)
+    expected_df = spark.createDataFrame([("a", day, 1.0), ("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_sql_date_takes_only_real_dates():
+    assert sql_date(date(2013, 9, 1)) == "DATE'2013-09-01'"
+    with pytest.raises(TypeError):
+        sql_date("2013-09-01' OR '1'='1")

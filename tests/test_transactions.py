@@ -1,0 +1,107 @@
+"""From CSV strings to rows of the transactions table: types, event time, ids, refusals."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from chispa import assert_df_equality
+
+from pipelines.errors import NoDataError, SchemaError
+from pipelines.schema import RAW_COLS
+from pipelines.transactions import (
+    cast_raw_columns,
+    check_raw_values,
+    prepare_transactions,
+    with_event_time,
+    with_transaction_id,
+)
+
+START = datetime(2013, 9, 1)
+
+
+def raw_row(time: str, amount: str = "10.0", label: str = "0", v1: str = "0.5") -> tuple[str, ...]:
+    """A CSV row as strings: Time, V1..V28, Amount, Class."""
+    return (time, v1, *["0.0"] * 27, amount, label)
+
+
+def raw_frame(spark, rows, columns=RAW_COLS):
+    return spark.createDataFrame(rows, ", ".join(f"`{c}` string" for c in columns))
+
+
+def test_event_time_counts_seconds_from_the_start_in_utc(spark):
+    source_df = spark.createDataFrame([(0.0,), (86399.5,), (86400.0,)], "Time double")
+    actual_df = with_event_time(source_df, start=START)
+    expected_df = spark.createDataFrame(
+        [
+            (0.0, datetime(2013, 9, 1, 0, 0, 0), date(2013, 9, 1)),
+            (86399.5, datetime(2013, 9, 1, 23, 59, 59, 500000), date(2013, 9, 1)),
+            (86400.0, datetime(2013, 9, 2, 0, 0, 0), date(2013, 9, 2)),
+        ],
+        "Time double, event_ts timestamp, txn_date date",
+    )
+    assert_df_equality(actual_df, expected_df)
+
+
+def test_exact_duplicate_rows_get_different_ids(spark):
+    source_df = cast_raw_columns(raw_frame(spark, [raw_row("5.0"), raw_row("5.0"), raw_row("6.0")]))
+    ids = [row.transaction_id for row in with_transaction_id(source_df).collect()]
+    assert len(set(ids)) == 3
+    assert all(len(i) == 32 for i in ids)
+
+
+def test_ids_do_not_depend_on_row_order_or_partitioning(spark):
+    rows = [raw_row("5.0"), raw_row("5.0"), raw_row("6.0"), raw_row("7.0", amount="1.5")]
+    first = with_transaction_id(cast_raw_columns(raw_frame(spark, rows)))
+    second = with_transaction_id(cast_raw_columns(raw_frame(spark, list(reversed(rows))).repartition(3)))
+    assert_df_equality(first, second, ignore_row_order=True)
+
+
+def test_check_names_missing_columns_and_the_file(spark):
+    columns = [c for c in RAW_COLS if c not in ("V7", "Amount")]
+    source_df = raw_frame(spark, [tuple("1" for _ in columns)], columns)
+    with pytest.raises(SchemaError, match=r"day9\.csv is missing column\(s\) \['V7', 'Amount'\]"):
+        check_raw_values(source_df, source="day9.csv", start=START)
+
+
+def test_check_names_non_numeric_columns_with_an_example(spark):
+    source_df = raw_frame(spark, [raw_row("1.0"), raw_row("2.0", amount="12,50"), raw_row("3.0", v1="")])
+    with pytest.raises(SchemaError) as error:
+        check_raw_values(source_df, source="bad.csv", start=START)
+    message = str(error.value)
+    assert "bad.csv" in message
+    assert "Amount: 1 bad value(s), e.g. '12,50'" in message
+    assert "V1: 1 bad value(s)" in message
+    assert "Time: " not in message
+
+
+def test_check_refuses_a_label_that_is_not_0_or_1(spark):
+    source_df = raw_frame(spark, [raw_row("1.0", label="2")])
+    with pytest.raises(SchemaError, match=r"Class: 1 bad value\(s\), e.g. '2'"):
+        check_raw_values(source_df, source="x.csv", start=START)
+
+
+def test_check_refuses_a_header_without_rows(spark):
+    with pytest.raises(NoDataError, match=r"empty\.csv has a header but no rows"):
+        check_raw_values(raw_frame(spark, []), source="empty.csv", start=START)
+
+
+def test_check_returns_rows_and_days_covered(spark):
+    source_df = raw_frame(spark, [raw_row("10.0"), raw_row("90000.0"), raw_row("172800.0")])
+    summary = check_raw_values(source_df, source="x.csv", start=START)
+    assert (summary.rows, summary.first_day, summary.last_day) == (3, date(2013, 9, 1), date(2013, 9, 3))
+
+
+def test_prepared_rows_keep_the_values_and_add_lineage(spark):
+    ingested_at = datetime(2026, 11, 25, 6, 0)
+    actual_df = prepare_transactions(
+        raw_frame(spark, [raw_row("3600.0", amount="42.5", label="1")]),
+        start=START, source_file="day1.csv", ingested_at=ingested_at,
+    ).drop("transaction_id")
+    expected_df = spark.createDataFrame(
+        [(datetime(2013, 9, 1, 1), date(2013, 9, 1), 3600.0, 0.5, *[0.0] * 27, 42.5, 1, "day1.csv", ingested_at)],
+        "event_ts timestamp, txn_date date, Time double, "
+        + ", ".join(f"V{i} double" for i in range(1, 29))
+        + ", Amount double, Class int, source_file string, ingested_at timestamp",
+    )
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
