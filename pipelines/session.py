@@ -26,6 +26,8 @@ LOG4J_CONF = PROJECT_ROOT / "conf" / "log4j2.properties"
 # Event times and partition dates are UTC whatever the machine's zone is.
 BASE_CONF = {
     "spark.sql.session.timeZone": "UTC",
+    # The 35-column tables would otherwise warn on every plan that their string form was cut.
+    "spark.sql.debug.maxToStringFields": "100",
     "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J_CONF.as_uri()}",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
 }
