@@ -23,6 +23,7 @@ from typing import Any
 import tomllib
 
 from pipelines.errors import ConfigError
+from pipelines.evaluation import ThresholdPolicy
 
 # spark-submit.sh names the project root: under spark-submit this module may be imported from
 # the code archive shipped to executors (build/fraud_scoring.zip), not from the checkout.
@@ -75,8 +76,11 @@ class TrainSettings:
     seed: int
     holdout_days: int
     validation_fraction: float
+    validation_folds: int
     refit_on_all_days: bool
-    threshold_policy: str
+    class_weighting: str
+    normal_weight: float
+    threshold: ThresholdPolicy
     candidates: dict[str, dict[str, list[Any]]]
 
 
@@ -156,14 +160,31 @@ def _settings_from_dict(env: str, raw: dict[str, Any], root: Path) -> Settings:
             label_col=train.get("label_col", "Class"),
             seed=int(train.get("seed", 42)),
             holdout_days=int(train.get("holdout_days", 1)),
-            validation_fraction=float(train.get("validation_fraction", 0.25)),
+            validation_fraction=float(train.get("validation_fraction", 0.4)),
+            validation_folds=int(train.get("validation_folds", 2)),
             refit_on_all_days=bool(train.get("refit_on_all_days", True)),
-            threshold_policy=train.get("threshold_policy", "max_f1"),
+            class_weighting=train.get("class_weighting", "balanced"),
+            normal_weight=float(train.get("normal_weight", 1.0)),
+            threshold=_threshold_policy(train.get("threshold", {})),
             candidates={
                 name: {param: _as_list(values) for param, values in grid.items()}
                 for name, grid in candidates.items()
             },
         ),
+    )
+
+
+def _threshold_policy(table: dict[str, Any]) -> ThresholdPolicy:
+    known = {"policy", "target_precision", "cost_missed_fraud", "cost_false_alarm"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"[train.threshold] has unknown key(s) {unknown}; known: {sorted(known)}")
+    defaults = ThresholdPolicy()
+    return ThresholdPolicy(
+        name=table.get("policy", defaults.name),
+        target_precision=float(table.get("target_precision", defaults.target_precision)),
+        cost_missed_fraud=float(table.get("cost_missed_fraud", defaults.cost_missed_fraud)),
+        cost_false_alarm=float(table.get("cost_false_alarm", defaults.cost_false_alarm)),
     )
 
 

@@ -83,8 +83,8 @@ def train_and_register(
     run marks it failed.
     """
     split = split_by_time(
-        transactions, holdout_days=train.holdout_days,
-        validation_fraction=train.validation_fraction, label_col=train.label_col,
+        transactions, holdout_days=train.holdout_days, validation_fraction=train.validation_fraction,
+        validation_folds=train.validation_folds, label_col=train.label_col,
     )
     holdout_label = ",".join(day.isoformat() for day in split.holdout_days)
     with mlflow.start_run(run_name=f"train v{lineage.table_version} holdout {holdout_label}") as run:
@@ -93,7 +93,13 @@ def train_and_register(
             "holdout_days": holdout_label,
             "training_days": ",".join(day.isoformat() for day in split.training_days),
             "validation_fraction": train.validation_fraction,
-            "threshold_policy": train.threshold_policy,
+            "validation_folds": train.validation_folds,
+            "class_weighting": train.class_weighting,
+            "normal_weight": train.normal_weight,
+            "threshold_policy": train.threshold.name,
+            "threshold_target_precision": train.threshold.target_precision,
+            "threshold_costs": f"missed fraud {train.threshold.cost_missed_fraud}, "
+                               f"false alarm {train.threshold.cost_false_alarm}",
             "seed": train.seed,
             "refit_on_all_days": train.refit_on_all_days,
             "search_space": json.dumps(train.candidates, sort_keys=True),
@@ -114,7 +120,7 @@ def train_and_register(
             if train.refit_on_all_days else best.model
         )
         model_version = _log_and_register(
-            final_model, split.training_window, best, lineage, registry, train.threshold_policy
+            final_model, split.training_window, best, lineage, registry, train.threshold.name
         )
     log.info(
         "train: %s %s, threshold %.4f, held-out AUC-PR %.4f -> %s version %s (%s)",

@@ -1,12 +1,13 @@
-"""Training: split by time, search the candidates, evaluate on held-out days, log and register.
+"""Training: split by time, search the candidates, evaluate on held-out days.
 
 The split is by time because the data holds near-duplicate frauds: a random split would let
 them leak from training into evaluation. Every choice (candidate, parameters, threshold) is
-made on a validation slice at the end of the training window; the held-out days are only
-measured.
+made on validation folds inside the training window, each validated by a fit on the rows
+before it; the held-out days are only measured.
 
-    all days:  [ ---------- training window ---------- | held-out days ]
-    window:    [ ------- fit ------- | -- validation -- ]
+    all days:        [ ----------- training window ----------- | held-out days ]
+    window, fold 1:  [ -------- fit -------- | val 1 |
+    window, fold 2:  [ ------------ fit ------------ | val 2 ]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -24,21 +25,27 @@ from pyspark.sql import functions as F
 
 from pipelines.config import TrainSettings
 from pipelines.errors import ConfigError, NoDataError
-from pipelines.evaluation import ScoreCurve, binary_metrics, max_f1_threshold, score_counts
+from pipelines.evaluation import ScoreCurve, average_precision, binary_metrics, score_counts
 from pipelines.model import build_pipeline, check_candidate, fraud_probability
 from pipelines.schema import EVENT_TS, FEATURE_COLS, TXN_DATE
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_POLICIES = ("max_f1",)
+CLASS_WEIGHTINGS = ("balanced", "none")
+WEIGHT_COL = "class_weight"
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Rows to fit on, and the later rows that validate that fit."""
+
+    fit: DataFrame
+    validation: DataFrame
 
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """The rows of each part of a time split, and the days each covers."""
-
-    fit: DataFrame
-    validation: DataFrame
+    folds: list[Fold]
     training_window: DataFrame
     holdout: DataFrame
     training_days: list[date]
@@ -47,18 +54,24 @@ class TimeSplit:
 
 @dataclass(frozen=True)
 class SearchPoint:
-    """One candidate with one set of parameters, and how it did on validation."""
+    """One candidate with one set of parameters, and its scores on each validation fold."""
 
     candidate: str
     params: dict[str, Any]
-    validation_curve: ScoreCurve
+    fold_curves: list[ScoreCurve]
 
     @property
     def validation_auc_pr(self) -> float:
-        return binary_metrics(self.validation_curve, 0.5)["auc_pr"]
+        """Mean AUC-PR over the folds: the number the search ranks by."""
+        return sum(average_precision(curve) for curve in self.fold_curves) / len(self.fold_curves)
+
+    @property
+    def validation_curve(self) -> ScoreCurve:
+        """All folds' validation scores as one curve (what the threshold is chosen on)."""
+        return ScoreCurve.combine(self.fold_curves)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CandidateResult:
     """The best search point of one candidate, refit on the training window and measured."""
 
@@ -69,19 +82,21 @@ class CandidateResult:
     holdout_metrics: dict[str, float]
     holdout_curve: ScoreCurve
     model: PipelineModel
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_train_settings(settings: TrainSettings) -> None:
-    """Refuse an unknown candidate, parameter or policy before any data is read."""
-    if settings.threshold_policy not in THRESHOLD_POLICIES:
-        raise ConfigError(
-            f"unknown threshold_policy {settings.threshold_policy!r}; known: {list(THRESHOLD_POLICIES)}"
-        )
+    """Refuse an unknown candidate, parameter, policy or split setting before data is read."""
+    settings.threshold.check()
     if not 0 < settings.validation_fraction < 1:
         raise ConfigError(f"validation_fraction must be in (0, 1), got {settings.validation_fraction}")
+    if settings.validation_folds < 1:
+        raise ConfigError(f"validation_folds must be at least 1, got {settings.validation_folds}")
     if settings.holdout_days < 1:
         raise ConfigError(f"holdout_days must be at least 1, got {settings.holdout_days}")
+    if settings.class_weighting not in CLASS_WEIGHTINGS:
+        raise ConfigError(f"unknown class_weighting {settings.class_weighting!r}; known: {list(CLASS_WEIGHTINGS)}")
+    if settings.normal_weight <= 0:
+        raise ConfigError(f"normal_weight must be positive, got {settings.normal_weight}")
     for candidate, grid in settings.candidates.items():
         check_candidate(candidate, grid)
 
@@ -93,12 +108,14 @@ def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def split_by_time(
-    transactions: DataFrame, *, holdout_days: int, validation_fraction: float, label_col: str
+    transactions: DataFrame, *, holdout_days: int, validation_fraction: float, validation_folds: int,
+    label_col: str,
 ) -> TimeSplit:
-    """Hold out the last ``holdout_days`` days; validate on the last part of the rest.
+    """Hold out the last ``holdout_days`` days; cut validation folds from the end of the rest.
 
-    The validation slice is the last ``validation_fraction`` of the training window's rows by
-    event time. Each part must hold both frauds and normal rows.
+    The last ``validation_fraction`` of the training window's rows by event time is cut into
+    ``validation_folds`` consecutive slices; fold k fits on every row before slice k. Each
+    part must hold both frauds and normal rows.
 
     :raises NoDataError: too few days, or a part with no fraud or no normal row.
     """
@@ -111,22 +128,23 @@ def split_by_time(
     first_holdout_day = days[-holdout_days]
     training_window = transactions.filter(F.col(TXN_DATE) < F.lit(first_holdout_day))
     holdout = transactions.filter(F.col(TXN_DATE) >= F.lit(first_holdout_day))
-    event_seconds = F.col(EVENT_TS).cast("double")
-    cut = training_window.select(
-        F.percentile_approx(event_seconds, 1 - validation_fraction, 100_000)
-    ).first()[0]
-    split = TimeSplit(
-        fit=training_window.filter(event_seconds < cut),
-        validation=training_window.filter(event_seconds >= cut),
-        training_window=training_window,
-        holdout=holdout,
-        training_days=days[:-holdout_days],
-        holdout_days=days[-holdout_days:],
-    )
-    _require_both_classes(
-        {"fit": split.fit, "validation": split.validation, "held-out": split.holdout}, label_col
-    )
-    return split
+    seconds = F.col(EVENT_TS).cast("double")
+    starts = [1 - validation_fraction + k * validation_fraction / validation_folds for k in range(validation_folds)]
+    cuts = training_window.select(F.percentile_approx(seconds, starts, 100_000)).first()[0]
+    ends = [*cuts[1:], None]
+    folds = [
+        Fold(
+            fit=training_window.filter(seconds < start),
+            validation=training_window.filter((seconds >= start) & (seconds < end if end is not None else F.lit(True))),
+        )
+        for start, end in zip(cuts, ends, strict=True)
+    ]
+    parts = {"held-out": holdout}
+    for number, fold in enumerate(folds, start=1):
+        parts[f"fold {number} fit"] = fold.fit
+        parts[f"fold {number} validation"] = fold.validation
+    _require_both_classes(parts, label_col)
+    return TimeSplit(folds, training_window, holdout, days[:-holdout_days], days[-holdout_days:])
 
 
 def _require_both_classes(parts: Mapping[str, DataFrame], label_col: str) -> None:
@@ -146,53 +164,85 @@ def _require_both_classes(parts: Mapping[str, DataFrame], label_col: str) -> Non
         )
 
 
-def curve_of(model: PipelineModel, rows: DataFrame, *, label_col: str) -> ScoreCurve:
-    """The score curve of ``model`` on ``rows``."""
-    scored = model.transform(rows).select(fraud_probability(), F.col(label_col))
-    return ScoreCurve.from_frame(score_counts(scored, score_col="fraud_probability", label_col=label_col))
+def with_class_weight(rows: DataFrame, *, label_col: str, fraud_weight: float) -> DataFrame:
+    """Add ``class_weight``: ``fraud_weight`` on frauds, 1 on normal rows."""
+    return rows.withColumn(
+        WEIGHT_COL, F.when(F.col(label_col) == 1, F.lit(float(fraud_weight))).otherwise(F.lit(1.0))
+    )
 
 
-def choose_threshold(curve: ScoreCurve, policy: str) -> float:
-    """The decision threshold the policy picks on a validation curve."""
-    if policy == "max_f1":
-        return max_f1_threshold(curve)
-    raise ConfigError(f"unknown threshold_policy {policy!r}; known: {list(THRESHOLD_POLICIES)}")
+def balanced_fraud_weight(rows: DataFrame, *, label_col: str) -> float:
+    """The weight that gives frauds and normal rows the same total: normal rows / frauds."""
+    counts = rows.agg(F.sum(F.col(label_col)).alias("frauds"), F.count(F.lit(1)).alias("rows")).first()
+    frauds = int(counts["frauds"] or 0)
+    if frauds == 0:
+        raise NoDataError("cannot weight the classes: the rows to fit hold no fraud")
+    return (counts["rows"] - frauds) / frauds
 
 
 def fit(
     rows: DataFrame, *, candidate: str, params: Mapping[str, Any], settings: TrainSettings
 ) -> PipelineModel:
+    """Fit one candidate with one set of parameters, with the configured class weighting."""
+    weight_col = None
+    if settings.class_weighting == "balanced":
+        fraud_weight = balanced_fraud_weight(rows, label_col=settings.label_col)
+        rows = with_class_weight(rows, label_col=settings.label_col, fraud_weight=fraud_weight)
+        weight_col = WEIGHT_COL
     pipeline = build_pipeline(
         candidate=candidate, params=params, feature_cols=FEATURE_COLS,
-        label_col=settings.label_col, seed=settings.seed,
+        label_col=settings.label_col, weight_col=weight_col, seed=settings.seed,
     )
     return pipeline.fit(rows)
+
+
+def curve_of(model: PipelineModel, rows: DataFrame, *, label_col: str) -> ScoreCurve:
+    """The score curve of ``model`` on ``rows`` (with the frauds' amounts)."""
+    scored = model.transform(rows).select(fraud_probability(), F.col(label_col), F.col("Amount"))
+    return ScoreCurve.from_frame(
+        score_counts(scored, score_col="fraud_probability", label_col=label_col, amount_col="Amount")
+    )
+
+
+def metrics_of(curve: ScoreCurve, threshold: float, settings: TrainSettings, prefix: str = "") -> dict[str, float]:
+    return binary_metrics(
+        curve, threshold, normal_weight=settings.normal_weight,
+        min_precision=settings.threshold.target_precision, prefix=prefix,
+    )
 
 
 def search_candidate(
     split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings
 ) -> CandidateResult:
-    """Fit every grid point on the fit part, keep the best by validation AUC-PR, then measure it.
+    """Fit every grid point on every fold, keep the best by mean validation AUC-PR, measure it.
 
-    The threshold is chosen on the best point's validation scores; the best point is refit on
-    the whole training window and measured on the held-out days at that threshold.
+    The threshold is chosen by the policy on the best point's validation scores (all folds,
+    real class balance); the best point is refit on the whole training window and measured
+    on the held-out days at that threshold.
     """
     points = []
     for params in grid_points(grid):
-        model = fit(split.fit, candidate=candidate, params=params, settings=settings)
-        point = SearchPoint(candidate, params, curve_of(model, split.validation, label_col=settings.label_col))
+        curves = [
+            curve_of(fit(fold.fit, candidate=candidate, params=params, settings=settings), fold.validation,
+                     label_col=settings.label_col)
+            for fold in split.folds
+        ]
+        point = SearchPoint(candidate, params, curves)
         log.info("search: %s %s: validation AUC-PR %.4f", candidate, params, point.validation_auc_pr)
         points.append(point)
     best = max(points, key=lambda point: point.validation_auc_pr)
-    threshold = choose_threshold(best.validation_curve, settings.threshold_policy)
+    validation_curve = best.validation_curve
+    threshold = settings.threshold.choose(validation_curve.with_normal_weight(settings.normal_weight))
     model = fit(split.training_window, candidate=candidate, params=best.params, settings=settings)
     holdout_curve = curve_of(model, split.holdout, label_col=settings.label_col)
+    validation_metrics = metrics_of(validation_curve, threshold, settings, prefix="val_")
+    validation_metrics["val_auc_pr"] = best.validation_auc_pr  # the mean over folds, as ranked
     return CandidateResult(
         best=best,
         points=points,
         threshold=threshold,
-        validation_metrics=binary_metrics(best.validation_curve, threshold, prefix="val_"),
-        holdout_metrics=binary_metrics(holdout_curve, threshold),
+        validation_metrics=validation_metrics,
+        holdout_metrics=metrics_of(holdout_curve, threshold, settings),
         holdout_curve=holdout_curve,
         model=model,
     )

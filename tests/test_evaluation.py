@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
+from pipelines.errors import ConfigError
 from pipelines.evaluation import (
     ScoreCurve,
+    ThresholdPolicy,
     average_precision,
     binary_metrics,
     confusion_at,
-    max_f1_threshold,
+    recall_at_precision,
     roc_auc,
     score_counts,
 )
@@ -57,11 +59,11 @@ def test_confusion_above_every_score_flags_nothing():
 
 def test_max_f1_threshold_is_the_best_cut():
     # F1 at 0.9: 0.5; at 0.8: 0.4; at 0.7: 2/3; at 0.6: 6/7 (best); lower cuts add only normals.
-    assert max_f1_threshold(curve_of_rows(SCORES, LABELS)) == 0.6
+    assert ThresholdPolicy(name="max_f1").choose(curve_of_rows(SCORES, LABELS)) == 0.6
 
 
-def test_weights_scale_the_counts():
-    weighted = ScoreCurve.from_counts([0.9, 0.1], [1, 0], [10, 50])
+def test_normal_weight_scales_the_normal_counts():
+    weighted = ScoreCurve.from_counts([0.9, 0.1], [1, 0], [1, 5]).with_normal_weight(10)
     at = confusion_at(weighted, 0.5)
     assert (at.true_positives, at.false_positives, at.true_negatives) == (1, 10, 50)
 
@@ -74,11 +76,62 @@ def test_metrics_have_the_same_names_with_a_prefix():
 
 def test_score_counts_groups_rows_by_score(spark):
     source_df = spark.createDataFrame(
-        [(0.9, 1, 1.0), (0.9, 0, 57.8), (0.1, 0, 57.8), (0.1, 0, 57.8)],
-        "fraud_probability double, Class int, weight double",
+        [(0.9, 1, 250.0), (0.9, 0, 3.0), (0.1, 0, 1.0), (0.1, 1, 5.0)],
+        "fraud_probability double, Class int, Amount double",
     )
-    actual_df = score_counts(source_df, score_col="fraud_probability", label_col="Class", weight_col="weight")
+    actual_df = score_counts(source_df, score_col="fraud_probability", label_col="Class", amount_col="Amount")
     expected_df = spark.createDataFrame(
-        [(0.9, 1.0, 57.8), (0.1, 0.0, 115.6)], "score double, positives double, negatives double"
+        [(0.9, 1.0, 1.0, 250.0), (0.1, 1.0, 1.0, 5.0)],
+        "score double, positives double, negatives double, fraud_amount double",
     )
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_money_caught_counts_the_flagged_frauds_amounts():
+    # Frauds of 100 (score 0.9), 10 (0.7) and 1 (0.6): a cut at 0.65 catches 110 of 111.
+    curve = ScoreCurve.from_counts(SCORES, LABELS, [1 - label for label in LABELS], [100, 0, 10, 1, 0, 0])
+    metrics = binary_metrics(curve, 0.65)
+    assert metrics["fraud_amount_caught_share"] == pytest.approx(110 / 111)
+
+
+def test_recall_at_precision_is_the_most_recall_that_keeps_the_precision():
+    curve = curve_of_rows(SCORES, LABELS)
+    assert recall_at_precision(curve, 0.9) == pytest.approx(1 / 3)
+    assert recall_at_precision(curve, 0.7) == pytest.approx(1.0)  # 3/4 precision at recall 1
+
+
+def test_alerts_per_100k_restore_the_real_class_balance():
+    # At 0.65: 2 true and 1 false alert among 3 frauds and 3 normal rows. With each normal row
+    # standing for 10 real ones: (2 + 10) alerts in 3 + 30 transactions.
+    metrics = binary_metrics(curve_of_rows(SCORES, LABELS), 0.65, normal_weight=10)
+    assert metrics["alerts_per_100k"] == pytest.approx(100_000 * 12 / 33)
+    assert metrics["precision_real_balance"] == pytest.approx(2 / 12)
+    assert metrics["precision"] == pytest.approx(2 / 3)
+
+
+def test_combined_curves_equal_the_curve_of_all_rows():
+    combined = ScoreCurve.combine([curve_of_rows(SCORES[:3], LABELS[:3]), curve_of_rows(SCORES[3:], LABELS[3:])])
+    whole = curve_of_rows(SCORES, LABELS)
+    assert average_precision(combined) == pytest.approx(average_precision(whole))
+    assert list(combined.true_positives) == list(whole.true_positives)
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        (ThresholdPolicy(name="max_f1"), 0.6),
+        (ThresholdPolicy(name="target_precision", target_precision=0.7), 0.6),
+        (ThresholdPolicy(name="target_precision", target_precision=0.9), 0.9),
+        # Missing a fraud costs 1, a false alarm 5: flag only the top score (cost 2; lower cuts 5 or more).
+        (ThresholdPolicy(name="min_cost", cost_missed_fraud=1, cost_false_alarm=5), 0.9),
+        # Missing a fraud costs 10: flag down to 0.6 (cost 5, one false alarm).
+        (ThresholdPolicy(name="min_cost", cost_missed_fraud=10, cost_false_alarm=5), 0.6),
+    ],
+)
+def test_threshold_policies_pick_the_cut_worked_out_by_hand(policy, expected):
+    assert policy.choose(curve_of_rows(SCORES, LABELS)) == expected
+
+
+def test_an_unknown_policy_is_named():
+    with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
+        ThresholdPolicy(name="max_recall").check()

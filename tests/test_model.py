@@ -49,5 +49,6 @@ def test_grid_points_cover_every_combination():
 def test_unknown_threshold_policy_is_refused(settings):
     from dataclasses import replace
 
-    with pytest.raises(ConfigError, match="unknown threshold_policy 'max_recall'"):
-        check_train_settings(replace(settings.train, threshold_policy="max_recall"))
+    policy = replace(settings.train.threshold, name="max_recall")
+    with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
+        check_train_settings(replace(settings.train, threshold=policy))
