@@ -8,6 +8,7 @@ Delta and Spark settings.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,10 @@ def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> 
     :param jars: jar files to put on the class path; defaults to the fetched Delta jars.
     """
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
+    # Outside spark-submit, Python workers would start the first `python3` on the PATH, which
+    # may lack this environment's packages (pandas for xgboost and pandas UDFs). PySpark reads
+    # only the environment variable for that.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     jar_files = delta_jars() if jars is None else list(jars)

@@ -164,8 +164,11 @@ def _log_candidate(result: CandidateResult) -> None:
 
 
 def _feature_importances(model: PipelineModel) -> list[float] | None:
-    """Tree importances, or the size of a linear model's coefficients on scaled features."""
+    """Tree importances (XGBoost: total gain), or the size of a linear model's scaled coefficients."""
     classifier = model.stages[-1]
+    if hasattr(classifier, "get_booster"):
+        gain = classifier.get_booster().get_score(importance_type="total_gain")
+        return [gain.get(f"f{index}", 0.0) for index in range(len(FEATURE_COLS))]
     if hasattr(classifier, "featureImportances"):
         return classifier.featureImportances.toArray().tolist()
     if hasattr(classifier, "coefficients"):

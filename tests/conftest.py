@@ -14,8 +14,11 @@ from pipelines.session import get_spark
 
 SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 
-# Small and quick: tests check behaviour, not model quality.
-SMALL_CANDIDATES = {"random_forest": {"numTrees": [10], "maxDepth": [4]}}
+# Small and quick: tests check behaviour (a real search over two candidates), not model quality.
+SMALL_CANDIDATES = {
+    "logistic_regression": {"regParam": [0.0, 0.1]},
+    "random_forest": {"numTrees": [10], "maxDepth": [4]},
+}
 
 
 def settings_in(folder: Path) -> Settings:

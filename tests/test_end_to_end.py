@@ -134,10 +134,26 @@ def test_the_training_run_logs_lineage_metrics_plots_and_the_model(demo):
     plots = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/precision_recall.png", "plots/roc.png", "plots/confusion_matrix.png",
             "plots/score_distribution.png", "plots/feature_importance.png"} <= plots
-    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert [child.data.tags["mlflow.runName"] for child in children] == ["random_forest"]
     model_info = mlflow.models.get_model_info(demo.model_ref.uri)
     assert [spec.name for spec in model_info.signature.inputs][-1] == "Amount"
+
+
+def test_the_search_logs_a_child_run_per_candidate_and_registers_the_best_by_validation(demo):
+    settings = demo.settings
+    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
+    parent = client.get_run(demo.outcome.run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_name = {child.data.tags["mlflow.runName"]: child for child in children}
+    assert set(by_name) == {"logistic_regression", "random_forest"}
+    # Same metric names everywhere, so the compare view lines them up.
+    assert set(by_name["logistic_regression"].data.metrics) == set(by_name["random_forest"].data.metrics)
+    assert {"auc_pr", "val_auc_pr", "recall_at_precision_0.9", "fraud_amount_caught_share",
+            "alerts_per_100k"} <= set(parent.data.metrics)
+    best = max(by_name, key=lambda name: by_name[name].data.metrics["val_auc_pr"])
+    assert parent.data.tags["chosen_candidate"] == best == demo.outcome.candidate
+    assert client.get_model_version("fraud_detector", demo.model_ref.version).tags["candidate"] == best
+    history = client.get_metric_history(by_name["logistic_regression"].info.run_id, "search_val_auc_pr")
+    assert len(history) == 2  # one per grid point
 
 
 def test_scoring_a_day_again_replaces_it_and_leaves_the_other_day(spark, demo):

@@ -52,3 +52,12 @@ def test_unknown_threshold_policy_is_refused(settings):
     policy = replace(settings.train.threshold, name="max_recall")
     with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
         check_train_settings(replace(settings.train, threshold=policy))
+
+
+def test_xgboost_is_a_pipeline_stage_with_the_seed_and_weights(spark):
+    pipeline = build_pipeline(candidate="xgboost", params={"n_estimators": 30, "max_depth": 3},
+                              feature_cols=FEATURE_COLS, label_col="Class", weight_col="class_weight", seed=5)
+    booster = pipeline.getStages()[-1]
+    assert booster.getOrDefault("n_estimators") == 30
+    assert booster.getOrDefault("random_state") == 5
+    assert booster.getOrDefault("weightCol") == "class_weight"
