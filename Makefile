@@ -10,7 +10,7 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo test lint ui clean-state clean
+.PHONY: setup demo test lint ui bench clean-state clean
 
 setup: $(VENV)/.installed .jars/.fetched
 
@@ -40,6 +40,10 @@ lint: setup
 
 test: setup lint
 	$(VENV)/bin/pytest
+
+# Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
+bench: setup
+	$(PY) benchmarks/generate_ingest.py --days 10 --rows-per-day 200000
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000

