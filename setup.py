@@ -1,7 +1,7 @@
 """Packaging for the fraud-scoring jobs and pipelines.
 
 The versions here are the ones the project is tested with; ``constraints.txt`` pins every
-transitive dependency of that tested set (``make venv`` installs with it).
+transitive dependency of that tested set (``make setup`` installs with it).
 """
 
 from setuptools import find_packages, setup

@@ -35,13 +35,14 @@ def run(
     settings: Settings,
     *,
     days: list[date],
-    model: Transformer,
     model_ref: ModelRef,
     scored_at: datetime,
+    model: Transformer | None = None,
 ) -> dict[date, int]:
     """Score each day in ``days``; return the rows written per day.
 
-    Every day is checked for transactions before the first one is written.
+    Every day is checked for transactions before the model is loaded (unless given) and
+    before the first day is written.
     """
     source_path = settings.tables.transactions_path
     version = current_version(spark, source_path)
@@ -52,6 +53,7 @@ def run(
             f"no transactions on {', '.join(d.isoformat() for d in missing)} in {source_path} "
             f"(version {version}); nothing was scored"
         )
+    model = model or load_model(model_ref)
     written = {}
     for day in days:
         day_rows = transactions.filter(F.col(TXN_DATE) == F.lit(day))
@@ -91,8 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_mlflow(settings.mlflow)
     model_ref = resolve_model(settings.mlflow, args.model_uri)
     spark = get_spark(settings.spark)
-    model = load_model(model_ref)
-    run(spark, settings, days=days, model=model, model_ref=model_ref, scored_at=now)
+    run(spark, settings, days=days, model_ref=model_ref, scored_at=now)
     return 0
 
 

@@ -47,8 +47,10 @@ def job_parser(description: str) -> argparse.ArgumentParser:
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a job's ``main``; an expected error prints one clear line and exits non-zero."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # XGBoost logs every training call and prediction at INFO.
-    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
+    # XGBoost logs every training call and prediction at INFO; MLflow's Spark flavor says at
+    # INFO that it copies a model to a temporary folder, in words that read like a failure.
+    for chatty in ("XGBoost-PySpark", "mlflow.spark"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return main(argv)
     except FraudScoringError as exc:

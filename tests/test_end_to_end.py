@@ -43,8 +43,8 @@ def demo(spark, tmp_path_factory):
     configure_mlflow(settings.mlflow)
     outcome = train.run(spark, settings, commit="0123abc")
     model_ref = resolve_model(settings.mlflow)
-    model = load_model(model_ref)
-    written = score.run(spark, settings, days=[DAY1, DAY2], model=model, model_ref=model_ref, scored_at=SCORED_AT)
+    written = score.run(spark, settings, days=[DAY1, DAY2], model_ref=model_ref, scored_at=SCORED_AT)
+    model = load_model(model_ref)  # for the tests that score again
     return SimpleNamespace(settings=settings, inserted=inserted, outcome=outcome, model_ref=model_ref,
                            model=model, written=written)
 
