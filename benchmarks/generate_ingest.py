@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 import jobs.generate as generate_job  # noqa: E402
 from jobs import ingest  # noqa: E402
-from pipelines.config import TableSettings, load_settings  # noqa: E402
+from pipelines.config import load_settings, with_state_in  # noqa: E402
 from pipelines.generator import REAL_FRAUD_RATE, fidelity_report  # noqa: E402
 from pipelines.schema import LABEL_COL, RAW_COLS  # noqa: E402
 from pipelines.session import get_spark  # noqa: E402
@@ -54,8 +53,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="generate-ingest-"))
-    base = load_settings(args.env)
-    settings = replace(base, tables=TableSettings(root=str(workdir / "lake")))
+    settings = with_state_in(load_settings(args.env), workdir)
     output = workdir / "synthetic"
     request = generate_job.request_from_args(
         generate_job.build_parser().parse_args([

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 import jobs.generate as generate_job  # noqa: E402
 from jobs import ingest, train  # noqa: E402
-from pipelines.config import TableSettings, load_settings  # noqa: E402
+from pipelines.config import load_settings, with_state_in  # noqa: E402
 from pipelines.generator import REAL_FRAUD_RATE  # noqa: E402
 from pipelines.registry import configure_mlflow  # noqa: E402
 from pipelines.session import get_spark  # noqa: E402
@@ -41,15 +41,9 @@ def main() -> int:
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="train-search-"))
-    base = load_settings(args.env)
-    store = f"sqlite:///{workdir / 'mlflow.db'}"
-    settings = replace(
-        base,
-        tables=TableSettings(root=str(workdir / "lake")),
-        mlflow=replace(base.mlflow, tracking_uri=store, registry_uri=store, artifact_location=str(workdir / "art")),
-        # Generated at the real fraud rate: every row stands for itself.
-        train=replace(base.train, normal_weight=1.0),
-    )
+    settings = with_state_in(load_settings(args.env), workdir)
+    # Generated at the real fraud rate: every row stands for itself.
+    settings = replace(settings, train=replace(settings.train, normal_weight=1.0))
     spark = get_spark(settings.spark)
     generate_args = argparse.Namespace(
         days=args.days, rows_per_day=args.rows_per_day, fraud_rate=REAL_FRAUD_RATE, seed=generate_job.DEFAULT_SEED,
@@ -66,7 +60,7 @@ def main() -> int:
     outcome = train.run(spark, settings, commit="benchmark")
     trained = time.perf_counter()
 
-    client = MlflowClient(store)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     children = client.search_runs(
         [client.get_run(outcome.run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'"
     )

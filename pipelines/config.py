@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,21 @@ class Settings:
     mlflow: MlflowSettings
     ingest: IngestSettings
     train: TrainSettings
+
+
+def with_state_in(settings: Settings, folder: Path) -> Settings:
+    """The same settings with the Delta tables and the MLflow store (SQLite) under ``folder``.
+
+    For tests and benchmarks, which must never touch an environment's real tables.
+    """
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    return replace(
+        settings,
+        tables=TableSettings(root=str(folder / "lake"), transactions=settings.tables.transactions,
+                             scored=settings.tables.scored),
+        mlflow=replace(settings.mlflow, tracking_uri=store, registry_uri=store,
+                       artifact_location=str(folder / "artifacts")),
+    )
 
 
 def config_path(env: str) -> Path:

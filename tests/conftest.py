@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.config import PROJECT_ROOT, Settings, TableSettings, load_settings
+from pipelines.config import PROJECT_ROOT, Settings, load_settings, with_state_in
 from pipelines.session import get_spark
 
 SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
@@ -23,15 +23,8 @@ SMALL_CANDIDATES = {
 
 def settings_in(folder: Path) -> Settings:
     """The local settings, with the Delta tables and the MLflow store under ``folder``."""
-    base = load_settings("local")
-    store = f"sqlite:///{folder / 'mlflow.db'}"
-    return replace(
-        base,
-        tables=TableSettings(root=str(folder / "lake")),
-        mlflow=replace(base.mlflow, tracking_uri=store, registry_uri=store,
-                       artifact_location=str(folder / "artifacts")),
-        train=replace(base.train, candidates=SMALL_CANDIDATES),
-    )
+    settings = with_state_in(load_settings("local"), folder)
+    return replace(settings, train=replace(settings.train, candidates=SMALL_CANDIDATES))
 
 
 @pytest.fixture(scope="session")
