@@ -53,7 +53,8 @@ def run(
             f"no transactions on {', '.join(d.isoformat() for d in missing)} in {source_path} "
             f"(version {version}); nothing was scored"
         )
-    model = model or load_model(model_ref)
+    if model is None:
+        model = load_model(model_ref)
     written = {}
     for day in days:
         day_rows = transactions.filter(F.col(TXN_DATE) == F.lit(day))
