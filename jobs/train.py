@@ -20,13 +20,14 @@ from pipelines.registry import configure_mlflow
 from pipelines.session import get_spark
 from pipelines.tables import current_version, read_version
 from pipelines.tracking import Lineage, TrainingOutcome, train_and_register
-from pipelines.training import check_train_settings
+from pipelines.training import check_train_settings, spread_for_fitting
 
 
 def run(spark: SparkSession, settings: Settings, *, commit: str) -> TrainingOutcome:
     path = settings.tables.transactions_path
     version = current_version(spark, path)
-    transactions = read_version(spark, path, version).cache()
+    parallelism = spark.sparkContext.defaultParallelism
+    transactions = spread_for_fitting(read_version(spark, path, version), parallelism).cache()
     lineage = Lineage(table_path=path, table_version=version, row_count=transactions.count(), git_commit=commit)
     try:
         return train_and_register(transactions, lineage=lineage, train=settings.train, registry=settings.mlflow)

@@ -123,6 +123,36 @@ def average_precision(curve: ScoreCurve) -> float:
     return float(np.sum(np.diff(recall) * curve.precision))
 
 
+def average_precision_interval(
+    curve: ScoreCurve, *, level: float = 0.95, samples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """A bootstrap confidence interval of :func:`average_precision` (percentile method).
+
+    Frauds and normal rows are resampled separately, each with its own count kept, so every
+    resample has the class balance of the rows measured. With a few hundred frauds the
+    interval is wide: it says how far apart two models' AUC-PR must be to mean something.
+    Needs unweighted counts (whole rows); the same ``seed`` gives the same interval.
+    """
+    positives = np.rint(np.diff(curve.true_positives, prepend=0.0)).astype(np.int64)
+    negatives = np.rint(np.diff(curve.false_positives, prepend=0.0)).astype(np.int64)
+    frauds, normals = int(positives.sum()), int(negatives.sum())
+    if frauds == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    fraud_share = positives / frauds
+    normal_share = negatives / normals if normals else negatives.astype(float)
+    values = np.empty(samples)
+    for sample in range(samples):
+        drawn_frauds = rng.multinomial(frauds, fraud_share)
+        drawn_normals = rng.multinomial(normals, normal_share) if normals else negatives
+        true_positives = np.cumsum(drawn_frauds)
+        flagged = true_positives + np.cumsum(drawn_normals)
+        precision = np.divide(true_positives, flagged, out=np.ones(len(flagged)), where=flagged > 0)
+        values[sample] = float(np.sum(drawn_frauds * precision)) / frauds
+    low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(low), float(high)
+
+
 def roc_auc(curve: ScoreCurve) -> float:
     """Area under the ROC curve (trapezoids, so tied scores count one half)."""
     fpr = np.concatenate([[0.0], curve.false_positive_rate])

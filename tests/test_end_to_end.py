@@ -99,6 +99,8 @@ def test_the_model_separates_fraud_on_the_held_out_day(demo):
     assert demo.outcome.holdout_days == [DAY2]
     assert demo.outcome.holdout_metrics["auc_pr"] > 0.8
     assert demo.outcome.holdout_metrics["frauds"] == 211
+    metrics = demo.outcome.holdout_metrics
+    assert metrics["auc_pr_ci95_low"] < metrics["auc_pr"] < metrics["auc_pr_ci95_high"]
 
 
 def test_lineage_columns_match_the_registry_and_the_source_table(spark, demo):

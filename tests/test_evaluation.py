@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from chispa import assert_df_equality
 
@@ -10,6 +12,7 @@ from pipelines.evaluation import (
     ScoreCurve,
     ThresholdPolicy,
     average_precision,
+    average_precision_interval,
     binary_metrics,
     confusion_at,
     recall_at_precision,
@@ -135,3 +138,37 @@ def test_threshold_policies_pick_the_cut_worked_out_by_hand(policy, expected):
 def test_an_unknown_policy_is_named():
     with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
         ThresholdPolicy(name="max_recall").check()
+
+
+def precision_at_each_fraud(fraud_scores, normal_scores) -> float:
+    """Average precision, independently: the mean over frauds of the precision at its score."""
+    scores = [*fraud_scores, *normal_scores]
+    total = 0.0
+    for score in fraud_scores:
+        flagged = sum(1 for other in scores if other >= score)
+        total += sum(1 for other in fraud_scores if other >= score) / flagged
+    return total / len(fraud_scores)
+
+
+def test_average_precision_interval_matches_a_row_by_row_bootstrap():
+    draw = random.Random(7)
+    frauds = [round(draw.gauss(1.0, 1.0), 1) for _ in range(40)]
+    normals = [round(draw.gauss(0.0, 1.0), 1) for _ in range(200)]
+    curve = ScoreCurve.from_counts([*frauds, *normals], [1] * 40 + [0] * 200, [0] * 40 + [1] * 200)
+    # Resample the rows themselves (frauds and normals apart) and recompute AP from scratch.
+    resampled = sorted(
+        precision_at_each_fraud(draw.choices(frauds, k=40), draw.choices(normals, k=200)) for _ in range(1000)
+    )
+    expected = (resampled[24], resampled[974])
+
+    low, high = average_precision_interval(curve, samples=1000, seed=3)
+
+    assert low < average_precision(curve) < high
+    assert low == pytest.approx(expected[0], abs=0.02)
+    assert high == pytest.approx(expected[1], abs=0.02)
+    assert average_precision_interval(curve, samples=1000, seed=3) == (low, high)
+
+
+def test_average_precision_interval_of_a_perfect_score_is_a_point():
+    curve = curve_of_rows([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0])
+    assert average_precision_interval(curve, samples=200) == (1.0, 1.0)
