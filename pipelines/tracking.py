@@ -194,11 +194,7 @@ def _log_and_register(
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         # Named, not inferred: inference loads the model in a second Python process.
-        pip_requirements=[
-            f"pyspark=={pyspark.__version__}",
-            f"mlflow=={mlflow.__version__}",
-            f"delta-spark=={importlib.metadata.version('delta-spark')}",
-        ],
+        pip_requirements=_model_requirements(result.best.candidate),
     )
     version_tags = {
         **lineage.tags(),
@@ -206,9 +202,17 @@ def _log_and_register(
         "threshold_policy": threshold_policy,
         "candidate": result.best.candidate,
         "holdout.auc_pr": f"{result.holdout_metrics['auc_pr']:.6f}",
+        "holdout.auc_pr_ci95": f"{result.holdout_metrics['auc_pr_ci95_low']:.4f}-"
+                               f"{result.holdout_metrics['auc_pr_ci95_high']:.4f}",
         "validation.auc_pr": f"{result.validation_metrics['val_auc_pr']:.6f}",
     }
     model_version = mlflow.register_model(info.model_uri, registry.model_name, tags=version_tags)
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(registry.model_name, registry.champion_alias, model_version.version)
     return str(model_version.version)
+
+
+def _model_requirements(candidate: str) -> list[str]:
+    """The pinned packages a logged model of ``candidate`` needs to load and score."""
+    packages = ["pyspark", "mlflow", "delta-spark"] + (["xgboost-cpu"] if candidate == "xgboost" else [])
+    return [f"{package}=={importlib.metadata.version(package)}" for package in packages]
