@@ -82,6 +82,8 @@ class TrainSettings:
     normal_weight: float
     threshold: ThresholdPolicy
     candidates: dict[str, dict[str, list[Any]]]
+    # Candidates whose best fits are also tried averaged, as the candidate "ensemble".
+    ensemble_members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def _settings_from_dict(env: str, raw: dict[str, Any], root: Path) -> Settings:
                 name: {param: _as_list(values) for param, values in grid.items()}
                 for name, grid in candidates.items()
             },
+            ensemble_members=tuple(_as_list(train.get("ensemble", {}).get("members", []))),
         ),
     )
 

@@ -1,7 +1,9 @@
 """The Spark ML pipelines a fraud model can be: one assembler, an optional scaler, a classifier.
 
 A fitted pipeline is a ``PipelineModel`` that takes rows of the ``transactions`` table and adds
-``probability``; the scoring job loads it as it is.
+``probability``; the scoring job loads it as it is. The ``ensemble`` candidate is one pipeline
+too: several classifiers side by side, then :class:`MeanProbability` averages their fraud
+probabilities into the same ``probability`` column.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.ml import Pipeline
+from pyspark.ml import Pipeline, Transformer
 from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import StandardScaler, VectorAssembler
-from pyspark.ml.functions import vector_to_array
+from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param
-from pyspark.sql import Column
+from pyspark.ml.param.shared import HasInputCols, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from xgboost.spark import SparkXGBClassifier
 
@@ -34,7 +38,6 @@ class Candidate:
 def _spark_ml(estimator_class: type) -> Callable[..., Any]:
     def make(*, features_col: str, label_col: str, weight_col: str | None, seed: int) -> Any:
         estimator = estimator_class(featuresCol=features_col, labelCol=label_col)
-        estimator.set(estimator.getParam("probabilityCol"), "probability")
         if estimator.hasParam("seed"):
             estimator.setSeed(seed)
         if weight_col:
@@ -61,8 +64,14 @@ CANDIDATES: dict[str, Candidate] = {
 }
 
 
+ENSEMBLE = "ensemble"
+
+
 def check_candidate(name: str, params: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` if ``name`` is no known candidate or a param is not its own."""
+    if name == ENSEMBLE:
+        check_ensemble_members(list(params.get("members", {})))
+        return
     if name not in CANDIDATES:
         raise ConfigError(f"unknown candidate model {name!r}; known: {sorted(CANDIDATES)}")
     # Params are class attributes, so this needs no SparkContext (an estimator instance would).
@@ -71,6 +80,53 @@ def check_candidate(name: str, params: Mapping[str, Any]) -> None:
     unknown = [param for param in params if param not in known]
     if unknown:
         raise ConfigError(f"candidate {name!r} has no parameter(s) {unknown}; its parameters: {known}")
+
+
+def check_ensemble_members(members: Sequence[str]) -> None:
+    """An ensemble needs two or more different known candidates."""
+    unknown = [member for member in members if member not in CANDIDATES]
+    if unknown:
+        raise ConfigError(f"ensemble member(s) {unknown} are no candidate models; known: {sorted(CANDIDATES)}")
+    if len(set(members)) < 2 or len(set(members)) != len(members):
+        raise ConfigError(f"an ensemble needs two or more different members, got {list(members)}")
+
+
+class MeanProbability(Transformer, HasInputCols, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+    """The mean of several classifiers' fraud probabilities, as a classifier's outputs.
+
+    ``outputCol`` gets the vector ``[1 - p, p]`` and ``prediction`` is 1.0 where ``p >= 0.5``,
+    the columns a single classifier adds, so scoring and evaluation treat an ensemble like
+    any model. Saved and loaded with its pipeline (a stage of this module, by class name).
+    """
+
+    def __init__(self, *, inputCols: list[str] | None = None, outputCol: str = "probability") -> None:
+        super().__init__()
+        self._set(outputCol=outputCol)
+        if inputCols is not None:
+            self._set(inputCols=inputCols)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        columns = self.getInputCols()
+        mean = sum(vector_to_array(F.col(column))[1] for column in columns) / len(columns)
+        return (
+            dataset.withColumn(self.getOutputCol(), array_to_vector(F.array(1 - mean, mean)))
+            .withColumn("prediction", (mean >= 0.5).cast("double"))
+        )
+
+
+def _classifier(
+    candidate: str, params: Mapping[str, Any], *, features_col: str, label_col: str, weight_col: str | None,
+    seed: int, output_prefix: str = "",
+) -> Any:
+    """One candidate's estimator with ``params``; its output columns get ``output_prefix``."""
+    check_candidate(candidate, params)
+    estimator = CANDIDATES[candidate].make(features_col=features_col, label_col=label_col, weight_col=weight_col,
+                                           seed=seed)
+    for param in ("probabilityCol", "rawPredictionCol", "predictionCol"):
+        default = estimator.getOrDefault(estimator.getParam(param))
+        estimator.set(estimator.getParam(param), output_prefix + default)
+    estimator.setParams(**dict(params))
+    return estimator
 
 
 def build_pipeline(
@@ -82,7 +138,10 @@ def build_pipeline(
     weight_col: str | None = None,
     seed: int = 42,
 ) -> Pipeline:
-    """An unfitted pipeline: features -> (scaled features) -> classifier.
+    """An unfitted pipeline: features -> (scaled features) -> classifier(s) [-> mean].
+
+    For the ``ensemble`` candidate, ``params`` is ``{"members": {candidate: its params}}``:
+    each member is fitted on the same rows and their fraud probabilities are averaged.
 
     Example::
 
@@ -91,17 +150,20 @@ def build_pipeline(
         model = pipeline.fit(train_df)
     """
     check_candidate(candidate, params)
-    kind = CANDIDATES[candidate]
+    members = dict(params["members"]) if candidate == ENSEMBLE else {candidate: params}
     assembler = VectorAssembler(inputCols=list(feature_cols), outputCol="raw_features", handleInvalid="error")
     stages: list[Any] = [assembler]
-    features_col = assembler.getOutputCol()
-    if kind.needs_scaling:
-        scaler = StandardScaler(inputCol=features_col, outputCol="features", withMean=True, withStd=True)
+    scaler = StandardScaler(inputCol=assembler.getOutputCol(), outputCol="features", withMean=True, withStd=True)
+    if any(CANDIDATES[member].needs_scaling for member in members):
         stages.append(scaler)
-        features_col = scaler.getOutputCol()
-    classifier = kind.make(features_col=features_col, label_col=label_col, weight_col=weight_col, seed=seed)
-    classifier.setParams(**dict(params))
-    stages.append(classifier)
+    for member, member_params in members.items():
+        features_col = scaler.getOutputCol() if CANDIDATES[member].needs_scaling else assembler.getOutputCol()
+        stages.append(_classifier(
+            member, member_params, features_col=features_col, label_col=label_col, weight_col=weight_col, seed=seed,
+            output_prefix=f"{member}_" if candidate == ENSEMBLE else "",
+        ))
+    if candidate == ENSEMBLE:
+        stages.append(MeanProbability(inputCols=[f"{member}_probability" for member in members]))
     return Pipeline(stages=stages)
 
 

@@ -22,13 +22,16 @@ from pyspark.sql import DataFrame
 
 from pipelines import plots
 from pipelines.config import MlflowSettings, TrainSettings
+from pipelines.model import ENSEMBLE
 from pipelines.registry import THRESHOLD_TAG
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import (
     CandidateResult,
     best_candidate,
+    check_train_settings,
     fit,
     search_candidate,
+    search_ensemble,
     split_by_time,
 )
 
@@ -79,9 +82,10 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Search the candidates, log every one, register the best and make it the champion.
 
-    The time split (and its checks) runs before any MLflow run starts; an error inside the
-    run marks it failed.
+    The settings' checks and the time split (and its checks) run before any MLflow run
+    starts; an error inside the run marks it failed.
     """
+    check_train_settings(train)
     split = split_by_time(
         transactions, holdout_days=train.holdout_days, validation_fraction=train.validation_fraction,
         validation_folds=train.validation_folds, label_col=train.label_col,
@@ -103,6 +107,7 @@ def train_and_register(
             "seed": train.seed,
             "refit_on_all_days": train.refit_on_all_days,
             "search_space": json.dumps(train.candidates, sort_keys=True),
+            "ensemble_members": ",".join(train.ensemble_members) or "none",
         })
         results: dict[str, CandidateResult] = {}
         for candidate, grid in train.candidates.items():
@@ -110,6 +115,11 @@ def train_and_register(
                 mlflow.set_tags(lineage.tags())
                 results[candidate] = search_candidate(split, candidate=candidate, grid=grid, settings=train)
                 _log_candidate(results[candidate])
+        if train.ensemble_members:
+            with mlflow.start_run(run_name=ENSEMBLE, nested=True):
+                mlflow.set_tags(lineage.tags())
+                results[ENSEMBLE] = search_ensemble(split, results, settings=train)
+                _log_candidate(results[ENSEMBLE])
         chosen = best_candidate(results)
         best = results[chosen]
         _log_candidate(best)
@@ -142,7 +152,11 @@ def train_and_register(
 def _log_candidate(result: CandidateResult) -> None:
     """Log a candidate's chosen parameters, metrics and pictures to the active run."""
     candidate = result.best.candidate
-    mlflow.log_params({"candidate": candidate, **{f"model.{k}": v for k, v in result.best.params.items()}})
+    mlflow.log_params({
+        "candidate": candidate,
+        **{f"model.{k}": json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+           for k, v in result.best.params.items()},
+    })
     mlflow.log_param("decision_threshold", result.threshold)
     mlflow.log_metrics({**result.validation_metrics, **result.holdout_metrics, "threshold": result.threshold})
     for step, point in enumerate(result.points):
@@ -194,7 +208,7 @@ def _log_and_register(
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         # Named, not inferred: inference loads the model in a second Python process.
-        pip_requirements=_model_requirements(result.best.candidate),
+        pip_requirements=_model_requirements(result.best.params, result.best.candidate),
     )
     version_tags = {
         **lineage.tags(),
@@ -212,7 +226,8 @@ def _log_and_register(
     return str(model_version.version)
 
 
-def _model_requirements(candidate: str) -> list[str]:
+def _model_requirements(params: dict[str, Any], candidate: str) -> list[str]:
     """The pinned packages a logged model of ``candidate`` needs to load and score."""
-    packages = ["pyspark", "mlflow", "delta-spark"] + (["xgboost-cpu"] if candidate == "xgboost" else [])
+    uses_xgboost = candidate == "xgboost" or "xgboost" in params.get("members", {})
+    packages = ["pyspark", "mlflow", "delta-spark"] + (["xgboost-cpu"] if uses_xgboost else [])
     return [f"{package}=={importlib.metadata.version(package)}" for package in packages]

@@ -32,7 +32,7 @@ from pipelines.evaluation import (
     binary_metrics,
     score_counts,
 )
-from pipelines.model import build_pipeline, check_candidate, fraud_probability
+from pipelines.model import ENSEMBLE, build_pipeline, check_candidate, check_ensemble_members, fraud_probability
 from pipelines.schema import EVENT_TS, FEATURE_COLS, TRANSACTION_ID, TXN_DATE
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ def check_train_settings(settings: TrainSettings) -> None:
         raise ConfigError(f"normal_weight must be positive, got {settings.normal_weight}")
     for candidate, grid in settings.candidates.items():
         check_candidate(candidate, grid)
+    if settings.ensemble_members:
+        check_ensemble_members(settings.ensemble_members)
+        unsearched = [member for member in settings.ensemble_members if member not in settings.candidates]
+        if unsearched:
+            raise ConfigError(f"ensemble member(s) {unsearched} have no [train.candidates] table to search")
 
 
 def spread_for_fitting(rows: DataFrame, partitions: int) -> DataFrame:
@@ -266,6 +271,17 @@ def search_candidate(
         holdout_curve=holdout_curve,
         model=model,
     )
+
+
+def search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings
+                    ) -> CandidateResult:
+    """The members' fraud probabilities averaged, each member with the parameters its search chose.
+
+    Validated, thresholded and measured exactly like a single candidate, so the search can
+    pick it, or not, by the same validation AUC-PR.
+    """
+    members = {member: results[member].best.params for member in settings.ensemble_members}
+    return search_candidate(split, candidate=ENSEMBLE, grid={"members": [members]}, settings=settings)
 
 
 def best_candidate(results: Mapping[str, CandidateResult]) -> str:

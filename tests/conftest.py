@@ -14,7 +14,8 @@ from pipelines.session import get_spark
 
 SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 
-# Small and quick: tests check behaviour (a real search over two candidates), not model quality.
+# Small and quick: tests check behaviour (a real search over two candidates and their ensemble),
+# not model quality.
 SMALL_CANDIDATES = {
     "logistic_regression": {"regParam": [0.0, 0.1]},
     "random_forest": {"numTrees": [10], "maxDepth": [4]},
@@ -24,7 +25,8 @@ SMALL_CANDIDATES = {
 def settings_in(folder: Path) -> Settings:
     """The local settings, with the Delta tables and the MLflow store under ``folder``."""
     settings = with_state_in(load_settings("local"), folder)
-    return replace(settings, train=replace(settings.train, candidates=SMALL_CANDIDATES))
+    return replace(settings, train=replace(settings.train, candidates=SMALL_CANDIDATES,
+                                           ensemble_members=tuple(SMALL_CANDIDATES)))
 
 
 @pytest.fixture(scope="session")

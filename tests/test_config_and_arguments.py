@@ -19,6 +19,7 @@ def test_local_config_points_into_the_project():
     assert settings.spark.master == "local[*]"
     assert settings.tables.transactions_path.endswith("/lake/transactions")
     assert settings.mlflow.tracking_uri.startswith("sqlite:////")
+    assert settings.train.ensemble_members == ("logistic_regression", "random_forest", "xgboost")
 
 
 def test_cluster_config_takes_its_locations_from_the_environment(monkeypatch):

@@ -8,6 +8,7 @@ behaviour (argument checks, exit codes) is checked through ``./spark-submit.sh``
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -146,9 +147,14 @@ def test_the_search_logs_a_child_run_per_candidate_and_registers_the_best_by_val
     parent = client.get_run(demo.outcome.run_id)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_name = {child.data.tags["mlflow.runName"]: child for child in children}
-    assert set(by_name) == {"logistic_regression", "random_forest"}
+    assert set(by_name) == {"logistic_regression", "random_forest", "ensemble"}
     # Same metric names everywhere, so the compare view lines them up.
     assert set(by_name["logistic_regression"].data.metrics) == set(by_name["random_forest"].data.metrics)
+    assert set(by_name["ensemble"].data.metrics) == set(by_name["random_forest"].data.metrics)
+    assert by_name["ensemble"].data.params["model.members"] == json.dumps({
+        "logistic_regression": {"regParam": float(by_name["logistic_regression"].data.params["model.regParam"])},
+        "random_forest": {"maxDepth": 4, "numTrees": 10},
+    }, sort_keys=True)
     assert {"auc_pr", "val_auc_pr", "recall_at_precision_0.9", "fraud_amount_caught_share",
             "alerts_per_100k"} <= set(parent.data.metrics)
     best = max(by_name, key=lambda name: by_name[name].data.metrics["val_auc_pr"])

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from chispa import assert_df_equality
+from pyspark.ml import PipelineModel
 from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import StandardScaler, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import functions as F
 
 from pipelines.errors import ConfigError
-from pipelines.model import build_pipeline, check_candidate
+from pipelines.model import ENSEMBLE, MeanProbability, build_pipeline, check_candidate, fraud_probability
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import check_train_settings, grid_points
 
@@ -47,8 +53,6 @@ def test_grid_points_cover_every_combination():
 
 
 def test_unknown_threshold_policy_is_refused(settings):
-    from dataclasses import replace
-
     policy = replace(settings.train.threshold, name="max_recall")
     with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
         check_train_settings(replace(settings.train, threshold=policy))
@@ -61,3 +65,51 @@ def test_xgboost_is_a_pipeline_stage_with_the_seed_and_weights(spark):
     assert booster.getOrDefault("n_estimators") == 30
     assert booster.getOrDefault("random_state") == 5
     assert booster.getOrDefault("weightCol") == "class_weight"
+
+
+def two_class_rows(spark):
+    """40 rows whose features lean with the class, so both members learn something."""
+    rows = spark.range(40).withColumn("Class", (F.col("id") % 2).cast("int"))
+    features = [
+        (F.col("Class") * (index % 5) + (F.col("id") % (index + 3)) / 10).cast("double").alias(column)
+        for index, column in enumerate(FEATURE_COLS)
+    ]
+    return rows.select("id", "Class", *features)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, tmp_path):
+    members = {"logistic_regression": {"regParam": 0.1}, "random_forest": {"numTrees": 5, "maxDepth": 3}}
+    pipeline = build_pipeline(candidate=ENSEMBLE, params={"members": members}, feature_cols=FEATURE_COLS,
+                              label_col="Class")
+    assert isinstance(pipeline.getStages()[-1], MeanProbability)
+    rows = two_class_rows(spark)
+    model = pipeline.fit(rows)
+
+    scored = model.transform(rows)
+    member_mean = (vector_to_array("logistic_regression_probability")[1]
+                   + vector_to_array("random_forest_probability")[1]) / 2
+    checked = scored.select(fraud_probability(), member_mean.alias("member_mean"), "prediction")
+    assert checked.filter(F.abs(F.col("fraud_probability") - F.col("member_mean")) > 1e-12).count() == 0
+    assert checked.filter((F.col("fraud_probability") >= 0.5) != (F.col("prediction") == 1.0)).count() == 0
+    assert checked.select(F.countDistinct("fraud_probability")).first()[0] > 2
+
+    # Saved and loaded as the scoring job loads it: the same scores.
+    model.write().save(str(tmp_path / "ensemble"))
+    reloaded = PipelineModel.load(str(tmp_path / "ensemble")).transform(rows)
+    assert_df_equality(reloaded.select("id", fraud_probability()), scored.select("id", fraud_probability()),
+                       ignore_row_order=True)
+
+
+@pytest.mark.parametrize("members, message", [
+    ({"svm": {}, "random_forest": {}}, r"ensemble member\(s\) \['svm'\] are no candidate models"),
+    ({"random_forest": {}}, "two or more different members"),
+])
+def test_an_ensemble_needs_two_known_members(members, message):
+    with pytest.raises(ConfigError, match=message):
+        check_candidate(ENSEMBLE, {"members": members})
+
+
+def test_an_ensemble_member_must_have_been_searched(settings):
+    train = replace(settings.train, ensemble_members=("logistic_regression", "xgboost"))
+    with pytest.raises(ConfigError, match=r"\['xgboost'\] have no \[train.candidates\] table"):
+        check_train_settings(train)
