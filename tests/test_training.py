@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from pipelines.errors import NoDataError
 from pipelines.tables import read_csv_as_strings
-from pipelines.training import search_candidate, split_by_time, with_class_weight
+from pipelines.training import search_candidate, split_by_time, spread_for_fitting, with_class_weight
 from pipelines.transactions import prepare_transactions
 from tests.conftest import SAMPLE_CSV
 
@@ -66,3 +66,19 @@ def test_the_same_seed_and_data_give_the_same_metrics(transactions, settings):
     assert first.holdout_metrics == second.holdout_metrics
     assert first.threshold == second.threshold
     assert first.holdout_metrics["auc_pr"] > 0.8
+
+
+def test_spread_rows_land_in_the_same_parts_in_the_same_order_however_they_came(spark):
+    rows = spark.createDataFrame([(f"t{number:02d}", number) for number in range(30)], "transaction_id string, n int")
+
+    def layout(source_df):
+        spread = spread_for_fitting(source_df, 3)
+        return spread.select(F.spark_partition_id().alias("part"), "transaction_id").collect()
+
+    as_given = layout(rows)
+    assert layout(rows.orderBy(F.desc("n")).repartition(5)) == as_given
+    parts = {}
+    for row in as_given:
+        parts.setdefault(row.part, []).append(row.transaction_id)
+    assert len(parts) == 3
+    assert all(ids == sorted(ids) for ids in parts.values())
