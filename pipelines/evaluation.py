@@ -129,26 +129,34 @@ def average_precision_interval(
     """A bootstrap confidence interval of :func:`average_precision` (percentile method).
 
     Frauds and normal rows are resampled separately, each with its own count kept, so every
-    resample has the class balance of the rows measured. With a few hundred frauds the
-    interval is wide: it says how far apart two models' AUC-PR must be to mean something.
-    Needs unweighted counts (whole rows); the same ``seed`` gives the same interval.
+    resample has the class balance of the rows measured. It is one model's sampling
+    uncertainty: with a few hundred frauds it is wide. (Two models scored on the same rows
+    move together, so their difference varies less than either interval.) Needs unweighted
+    counts (whole rows); the same ``seed`` gives the same interval.
     """
     positives = np.rint(np.diff(curve.true_positives, prepend=0.0)).astype(np.int64)
     negatives = np.rint(np.diff(curve.false_positives, prepend=0.0)).astype(np.int64)
     frauds, normals = int(positives.sum()), int(negatives.sum())
     if frauds == 0:
         return 0.0, 0.0
+    # Precision only matters at the scores frauds have, and there only the normal rows at or
+    # above it count: so normals are drawn into the bins between consecutive fraud scores
+    # (merged cells of a multinomial are a multinomial: the same distribution, far fewer cells).
+    fraud_at = np.flatnonzero(positives)
+    bin_of_score = np.searchsorted(fraud_at, np.arange(len(negatives)))
+    normal_bins = np.bincount(bin_of_score, weights=negatives, minlength=len(fraud_at) + 1)[:len(fraud_at)]
     rng = np.random.default_rng(seed)
-    fraud_share = positives / frauds
-    normal_share = negatives / normals if normals else negatives.astype(float)
-    values = np.empty(samples)
-    for sample in range(samples):
-        drawn_frauds = rng.multinomial(frauds, fraud_share)
-        drawn_normals = rng.multinomial(normals, normal_share) if normals else negatives
-        true_positives = np.cumsum(drawn_frauds)
-        flagged = true_positives + np.cumsum(drawn_normals)
-        precision = np.divide(true_positives, flagged, out=np.ones(len(flagged)), where=flagged > 0)
-        values[sample] = float(np.sum(drawn_frauds * precision)) / frauds
+    drawn_frauds = rng.multinomial(frauds, positives[fraud_at] / frauds, size=samples)
+    normals_above_last_fraud = int(normal_bins.sum())
+    drawn_normals = (
+        rng.multinomial(normals, np.append(normal_bins, normals - normals_above_last_fraud) / normals,
+                        size=samples)[:, :-1]
+        if normals else np.zeros_like(drawn_frauds)
+    )
+    true_positives = np.cumsum(drawn_frauds, axis=1)
+    flagged = true_positives + np.cumsum(drawn_normals, axis=1)
+    precision = np.divide(true_positives, flagged, out=np.ones(flagged.shape), where=flagged > 0)
+    values = np.sum(drawn_frauds * precision, axis=1) / frauds
     low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(low), float(high)
 

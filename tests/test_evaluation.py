@@ -172,3 +172,8 @@ def test_average_precision_interval_matches_a_row_by_row_bootstrap():
 def test_average_precision_interval_of_a_perfect_score_is_a_point():
     curve = curve_of_rows([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0])
     assert average_precision_interval(curve, samples=200) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("labels, interval", [([0, 0, 0], (0.0, 0.0)), ([1, 1, 1], (1.0, 1.0))])
+def test_average_precision_interval_without_frauds_or_without_normals(labels, interval):
+    assert average_precision_interval(curve_of_rows([0.9, 0.5, 0.1], labels), samples=50) == interval
