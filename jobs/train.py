@@ -26,8 +26,8 @@ from pipelines.training import check_train_settings, spread_for_fitting
 def run(spark: SparkSession, settings: Settings, *, commit: str) -> TrainingOutcome:
     path = settings.tables.transactions_path
     version = current_version(spark, path)
-    parallelism = spark.sparkContext.defaultParallelism
-    transactions = spread_for_fitting(read_version(spark, path, version), parallelism).cache()
+    rows = read_version(spark, path, version)
+    transactions = spread_for_fitting(rows, settings.train.fit_partitions).cache()
     lineage = Lineage(table_path=path, table_version=version, row_count=transactions.count(), git_commit=commit)
     try:
         return train_and_register(transactions, lineage=lineage, train=settings.train, registry=settings.mlflow)

@@ -84,6 +84,9 @@ class TrainSettings:
     candidates: dict[str, dict[str, list[Any]]]
     # Candidates whose best fits are also tried averaged, as the candidate "ensemble".
     ensemble_members: tuple[str, ...] = ()
+    # The rows are spread over this many parts for fitting: a fixed number, so that seeded
+    # fits give the same models whatever the cluster's size at the time.
+    fit_partitions: int = 2
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ def _settings_from_dict(env: str, raw: dict[str, Any], root: Path) -> Settings:
                 name: {param: _as_list(values) for param, values in grid.items()}
                 for name, grid in candidates.items()
             },
-            ensemble_members=tuple(_as_list(train.get("ensemble", {}).get("members", []))),
+            ensemble_members=_ensemble_members(train.get("ensemble", {})),
+            fit_partitions=int(train.get("fit_partitions", 2)),
         ),
     )
 
@@ -204,6 +208,15 @@ def _threshold_policy(table: dict[str, Any]) -> ThresholdPolicy:
         cost_missed_fraud=float(table.get("cost_missed_fraud", defaults.cost_missed_fraud)),
         cost_false_alarm=float(table.get("cost_false_alarm", defaults.cost_false_alarm)),
     )
+
+
+def _ensemble_members(table: Any) -> tuple[str, ...]:
+    if not isinstance(table, dict) or set(table) - {"members"}:
+        raise ValueError(f"[train.ensemble] must be a table holding only members = [...], got {table!r}")
+    members = _as_list(table.get("members", []))
+    if not all(isinstance(member, str) for member in members):
+        raise ValueError(f"[train.ensemble] members must be candidate names, got {members!r}")
+    return tuple(members)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -70,8 +70,7 @@ ENSEMBLE = "ensemble"
 def check_candidate(name: str, params: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` if ``name`` is no known candidate or a param is not its own."""
     if name == ENSEMBLE:
-        check_ensemble_members(list(params.get("members", {})))
-        return
+        raise ConfigError(f"{ENSEMBLE!r} is no [train.candidates] table: name its members in [train.ensemble]")
     if name not in CANDIDATES:
         raise ConfigError(f"unknown candidate model {name!r}; known: {sorted(CANDIDATES)}")
     # Params are class attributes, so this needs no SparkContext (an estimator instance would).
@@ -91,12 +90,30 @@ def check_ensemble_members(members: Sequence[str]) -> None:
         raise ConfigError(f"an ensemble needs two or more different members, got {list(members)}")
 
 
+def pipeline_members(candidate: str, params: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The classifiers a pipeline of ``candidate`` holds, each with its params (checked).
+
+    One for a single candidate; for ``ensemble`` its members, from ``params["members"]``.
+    """
+    if candidate != ENSEMBLE:
+        check_candidate(candidate, params)
+        return {candidate: params}
+    members = params.get("members")
+    if not isinstance(members, Mapping):
+        raise ConfigError(f"an ensemble's params are {{'members': {{candidate: params}}}}, got {dict(params)}")
+    check_ensemble_members(list(members))
+    for member, member_params in members.items():
+        check_candidate(member, member_params)
+    return dict(members)
+
+
 class MeanProbability(Transformer, HasInputCols, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
     """The mean of several classifiers' fraud probabilities, as a classifier's outputs.
 
     ``outputCol`` gets the vector ``[1 - p, p]`` and ``prediction`` is 1.0 where ``p >= 0.5``,
     the columns a single classifier adds, so scoring and evaluation treat an ensemble like
-    any model. Saved and loaded with its pipeline (a stage of this module, by class name).
+    any model. Saved and loaded with its pipeline: the saved model names this class by its
+    module path, so moving or renaming it breaks loading the registered ensembles.
     """
 
     def __init__(self, *, inputCols: list[str] | None = None, outputCol: str = "probability") -> None:
@@ -119,7 +136,6 @@ def _classifier(
     seed: int, output_prefix: str = "",
 ) -> Any:
     """One candidate's estimator with ``params``; its output columns get ``output_prefix``."""
-    check_candidate(candidate, params)
     estimator = CANDIDATES[candidate].make(features_col=features_col, label_col=label_col, weight_col=weight_col,
                                            seed=seed)
     for param in ("probabilityCol", "rawPredictionCol", "predictionCol"):
@@ -149,8 +165,8 @@ def build_pipeline(
                                   feature_cols=FEATURE_COLS, label_col="Class")
         model = pipeline.fit(train_df)
     """
-    check_candidate(candidate, params)
-    members = dict(params["members"]) if candidate == ENSEMBLE else {candidate: params}
+    members = pipeline_members(candidate, params)
+    ensemble = candidate == ENSEMBLE
     assembler = VectorAssembler(inputCols=list(feature_cols), outputCol="raw_features", handleInvalid="error")
     stages: list[Any] = [assembler]
     scaler = StandardScaler(inputCol=assembler.getOutputCol(), outputCol="features", withMean=True, withStd=True)
@@ -160,9 +176,9 @@ def build_pipeline(
         features_col = scaler.getOutputCol() if CANDIDATES[member].needs_scaling else assembler.getOutputCol()
         stages.append(_classifier(
             member, member_params, features_col=features_col, label_col=label_col, weight_col=weight_col, seed=seed,
-            output_prefix=f"{member}_" if candidate == ENSEMBLE else "",
+            output_prefix=f"{member}_" if ensemble else "",
         ))
-    if candidate == ENSEMBLE:
+    if ensemble:
         stages.append(MeanProbability(inputCols=[f"{member}_probability" for member in members]))
     return Pipeline(stages=stages)
 

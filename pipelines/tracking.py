@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 
 from pipelines import plots
 from pipelines.config import MlflowSettings, TrainSettings
-from pipelines.model import ENSEMBLE
+from pipelines.model import ENSEMBLE, pipeline_members
 from pipelines.registry import THRESHOLD_TAG
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import (
@@ -108,6 +108,7 @@ def train_and_register(
             "refit_on_all_days": train.refit_on_all_days,
             "search_space": json.dumps(train.candidates, sort_keys=True),
             "ensemble_members": ",".join(train.ensemble_members) or "none",
+            "fit_partitions": train.fit_partitions,
         })
         results: dict[str, CandidateResult] = {}
         for candidate, grid in train.candidates.items():
@@ -208,7 +209,7 @@ def _log_and_register(
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         # Named, not inferred: inference loads the model in a second Python process.
-        pip_requirements=_model_requirements(result.best.params, result.best.candidate),
+        pip_requirements=_model_requirements(result.best.candidate, result.best.params),
     )
     version_tags = {
         **lineage.tags(),
@@ -226,8 +227,15 @@ def _log_and_register(
     return str(model_version.version)
 
 
-def _model_requirements(params: dict[str, Any], candidate: str) -> list[str]:
+def _model_requirements(candidate: str, params: dict[str, Any]) -> list[str]:
     """The pinned packages a logged model of ``candidate`` needs to load and score."""
-    uses_xgboost = candidate == "xgboost" or "xgboost" in params.get("members", {})
-    packages = ["pyspark", "mlflow", "delta-spark"] + (["xgboost-cpu"] if uses_xgboost else [])
-    return [f"{package}=={importlib.metadata.version(package)}" for package in packages]
+    requirements = [
+        f"pyspark=={pyspark.__version__}",
+        f"mlflow=={mlflow.__version__}",
+        f"delta-spark=={importlib.metadata.version('delta-spark')}",
+    ]
+    if "xgboost" in pipeline_members(candidate, params):
+        # The distribution that provides the module: xgboost-cpu here, xgboost elsewhere.
+        distribution = importlib.metadata.packages_distributions()["xgboost"][0]
+        requirements.append(f"{distribution}=={importlib.metadata.version(distribution)}")
+    return requirements

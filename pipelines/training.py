@@ -101,6 +101,8 @@ def check_train_settings(settings: TrainSettings) -> None:
         raise ConfigError(f"holdout_days must be at least 1, got {settings.holdout_days}")
     if settings.class_weighting not in CLASS_WEIGHTINGS:
         raise ConfigError(f"unknown class_weighting {settings.class_weighting!r}; known: {list(CLASS_WEIGHTINGS)}")
+    if settings.fit_partitions < 1:
+        raise ConfigError(f"fit_partitions must be at least 1, got {settings.fit_partitions}")
     if settings.normal_weight <= 0:
         raise ConfigError(f"normal_weight must be positive, got {settings.normal_weight}")
     for candidate, grid in settings.candidates.items():
@@ -116,9 +118,10 @@ def spread_for_fitting(rows: DataFrame, partitions: int) -> DataFrame:
     """``rows`` in ``partitions`` parts by transaction id, each sorted by it.
 
     A Delta table holds a day in one file, so as read a day is one partition and the fits
-    (random forest, GBT, logistic regression) run on one core. Spread out, every core works;
+    (random forest, GBT, logistic regression) run on one core. Spread out, more cores work;
     sorted, the parts hold the same rows in the same order every run, so seeded models are
-    the same too (a forest's bootstrap draws depend on each row's part and place in it).
+    the same too (a forest's bootstrap draws depend on each row's part and place in it):
+    ``partitions`` must therefore be fixed (``fit_partitions`` in conf), not the cluster's size.
     """
     return rows.repartition(partitions, TRANSACTION_ID).sortWithinPartitions(TRANSACTION_ID)
 

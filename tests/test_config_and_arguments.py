@@ -20,6 +20,7 @@ def test_local_config_points_into_the_project():
     assert settings.tables.transactions_path.endswith("/lake/transactions")
     assert settings.mlflow.tracking_uri.startswith("sqlite:////")
     assert settings.train.ensemble_members == ("logistic_regression", "random_forest", "xgboost")
+    assert settings.train.fit_partitions == 2
 
 
 def test_cluster_config_takes_its_locations_from_the_environment(monkeypatch):
@@ -43,6 +44,14 @@ def test_an_unset_environment_variable_is_named(monkeypatch):
 def test_an_unknown_environment_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"known environments: \['cluster', 'local'\]"):
         load_settings("staging")
+
+
+def test_a_misspelt_ensemble_key_is_refused_not_ignored(tmp_path):
+    text = (CONF_DIR / "local.toml").read_text()
+    misspelt = tmp_path / "misspelt.toml"
+    misspelt.write_text(text.replace("\nmembers = [", "\nmember = ["))
+    with pytest.raises(ConfigError, match=r"\[train.ensemble\] must be a table holding only members"):
+        load_settings(str(misspelt))
 
 
 def test_a_config_without_candidates_is_refused(tmp_path):

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import mlflow
+import mlflow.spark
 import pytest
 from chispa import assert_df_equality
-from pyspark.ml import PipelineModel
 from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from pipelines.errors import ConfigError
-from pipelines.model import ENSEMBLE, MeanProbability, build_pipeline, check_candidate, fraud_probability
+from pipelines.model import (
+    ENSEMBLE,
+    MeanProbability,
+    build_pipeline,
+    check_candidate,
+    check_ensemble_members,
+    fraud_probability,
+    pipeline_members,
+)
+from pipelines.registry import configure_mlflow
 from pipelines.schema import FEATURE_COLS
+from pipelines.tracking import _model_requirements
 from pipelines.training import check_train_settings, grid_points
 
 
@@ -77,7 +88,7 @@ def two_class_rows(spark):
     return rows.select("id", "Class", *features)
 
 
-def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, tmp_path):
+def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, settings):
     members = {"logistic_regression": {"regParam": 0.1}, "random_forest": {"numTrees": 5, "maxDepth": 3}}
     pipeline = build_pipeline(candidate=ENSEMBLE, params={"members": members}, feature_cols=FEATURE_COLS,
                               label_col="Class")
@@ -93,9 +104,12 @@ def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, tmp_pat
     assert checked.filter((F.col("fraud_probability") >= 0.5) != (F.col("prediction") == 1.0)).count() == 0
     assert checked.select(F.countDistinct("fraud_probability")).first()[0] > 2
 
-    # Saved and loaded as the scoring job loads it: the same scores.
-    model.write().save(str(tmp_path / "ensemble"))
-    reloaded = PipelineModel.load(str(tmp_path / "ensemble")).transform(rows)
+    # Logged to MLflow and loaded back the way the scoring job loads a registered model.
+    configure_mlflow(settings.mlflow)
+    with mlflow.start_run():
+        info = mlflow.spark.log_model(model, artifact_path="model",
+                                      pip_requirements=_model_requirements(ENSEMBLE, {"members": members}))
+    reloaded = mlflow.spark.load_model(info.model_uri).transform(rows)
     assert_df_equality(reloaded.select("id", fraud_probability()), scored.select("id", fraud_probability()),
                        ignore_row_order=True)
 
@@ -103,13 +117,37 @@ def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, tmp_pat
 @pytest.mark.parametrize("members, message", [
     ({"svm": {}, "random_forest": {}}, r"ensemble member\(s\) \['svm'\] are no candidate models"),
     ({"random_forest": {}}, "two or more different members"),
+    ({"random_forest": {"numTree": 3}, "gbt": {}}, r"'random_forest' has no parameter\(s\) \['numTree'\]"),
 ])
-def test_an_ensemble_needs_two_known_members(members, message):
+def test_an_ensemble_needs_two_known_members_with_their_own_params(members, message):
     with pytest.raises(ConfigError, match=message):
-        check_candidate(ENSEMBLE, {"members": members})
+        pipeline_members(ENSEMBLE, {"members": members})
+
+
+def test_an_ensemble_member_is_named_once():
+    with pytest.raises(ConfigError, match="two or more different members"):
+        check_ensemble_members(["random_forest", "random_forest"])
 
 
 def test_an_ensemble_member_must_have_been_searched(settings):
     train = replace(settings.train, ensemble_members=("logistic_regression", "xgboost"))
     with pytest.raises(ConfigError, match=r"\['xgboost'\] have no \[train.candidates\] table"):
         check_train_settings(train)
+
+
+def test_an_ensemble_is_not_a_candidate_table(settings):
+    train = replace(settings.train, candidates={**settings.train.candidates, ENSEMBLE: {"members": ["gbt"]}})
+    with pytest.raises(ConfigError, match=r"'ensemble' is no \[train.candidates\] table"):
+        check_train_settings(train)
+
+
+@pytest.mark.parametrize("candidate, params, needs_xgboost", [
+    ("xgboost", {}, True),
+    ("random_forest", {}, False),
+    (ENSEMBLE, {"members": {"logistic_regression": {}, "xgboost": {}}}, True),
+    (ENSEMBLE, {"members": {"logistic_regression": {}, "random_forest": {}}}, False),
+])
+def test_a_logged_model_requires_xgboost_only_when_it_holds_one(candidate, params, needs_xgboost):
+    requirements = _model_requirements(candidate, params)
+    assert requirements[0] == "pyspark==4.0.1"
+    assert any(requirement.startswith("xgboost") for requirement in requirements) == needs_xgboost
