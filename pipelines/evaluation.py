@@ -147,9 +147,10 @@ def average_precision_interval(
     normal_bins = np.bincount(bin_of_score, weights=negatives, minlength=len(fraud_at) + 1)[:len(fraud_at)]
     rng = np.random.default_rng(seed)
     drawn_frauds = rng.multinomial(frauds, positives[fraud_at] / frauds, size=samples)
-    normals_above_last_fraud = int(normal_bins.sum())
+    # One more cell holds the normals below the lowest fraud score; it is drawn, then dropped.
+    normals_below_every_fraud = normals - int(normal_bins.sum())
     drawn_normals = (
-        rng.multinomial(normals, np.append(normal_bins, normals - normals_above_last_fraud) / normals,
+        rng.multinomial(normals, np.append(normal_bins, normals_below_every_fraud) / normals,
                         size=samples)[:, :-1]
         if normals else np.zeros_like(drawn_frauds)
     )
