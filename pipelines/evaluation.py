@@ -84,15 +84,22 @@ class ScoreCurve:
     @classmethod
     def combine(cls, curves: list[ScoreCurve]) -> ScoreCurve:
         """One curve of the rows of several (e.g. the validation folds of one search point)."""
-        def per_score(cumulative: np.ndarray) -> np.ndarray:
-            return np.diff(cumulative, prepend=0.0)
-
         return cls.from_counts(
             np.concatenate([c.thresholds for c in curves]),
-            np.concatenate([per_score(c.true_positives) for c in curves]),
-            np.concatenate([per_score(c.false_positives) for c in curves]),
-            np.concatenate([per_score(c.caught_amount) for c in curves]),
+            np.concatenate([c.positives_per_score for c in curves]),
+            np.concatenate([c.negatives_per_score for c in curves]),
+            np.concatenate([np.diff(c.caught_amount, prepend=0.0) for c in curves]),
         )
+
+    @property
+    def positives_per_score(self) -> np.ndarray:
+        """How many frauds have each score (``thresholds[i]``), undoing the cumulation."""
+        return np.diff(self.true_positives, prepend=0.0)
+
+    @property
+    def negatives_per_score(self) -> np.ndarray:
+        """How many normal rows have each score (``thresholds[i]``)."""
+        return np.diff(self.false_positives, prepend=0.0)
 
     def with_normal_weight(self, weight: float) -> ScoreCurve:
         """The same curve with every normal row counted ``weight`` times (the real balance)."""
@@ -134,8 +141,8 @@ def average_precision_interval(
     move together, so their difference varies less than either interval.) Needs unweighted
     counts (whole rows); the same ``seed`` gives the same interval.
     """
-    positives = np.rint(np.diff(curve.true_positives, prepend=0.0)).astype(np.int64)
-    negatives = np.rint(np.diff(curve.false_positives, prepend=0.0)).astype(np.int64)
+    positives = np.rint(curve.positives_per_score).astype(np.int64)
+    negatives = np.rint(curve.negatives_per_score).astype(np.int64)
     frauds, normals = int(positives.sum()), int(negatives.sum())
     if frauds == 0:
         return 0.0, 0.0

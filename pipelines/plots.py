@@ -60,8 +60,7 @@ def confusion_matrix_figure(curve: ScoreCurve, threshold: float, title: str) -> 
 
 def score_distribution_figure(curve: ScoreCurve, threshold: float, title: str, bins: int = 50) -> Figure:
     """Histogram of scores per class (normal and fraud each scaled to their own total)."""
-    positives = np.diff(np.concatenate([[0], curve.true_positives]))
-    negatives = np.diff(np.concatenate([[0], curve.false_positives]))
+    positives, negatives = curve.positives_per_score, curve.negatives_per_score
     edges = np.linspace(0, 1, bins + 1)
     figure, axes = _figure(6, 4.5)
     for counts, label, colour in ((negatives, "normal", "steelblue"), (positives, "fraud", "crimson")):
