@@ -5,6 +5,12 @@ Relative paths in a config file are relative to the project root; URIs (``s3a://
 environment variable ``NAME`` so that secrets and per-deployment values never sit in a
 committed file.
 
+The file is checked against the ``_…File``/``_…Section`` models below before anything uses it:
+an unknown key or section, a missing one, or a value of the wrong type or out of range is a
+:class:`ConfigError` naming the file and every bad key (one line each), never a default used
+in its place. ``_settings`` then maps the checked file onto the frozen dataclasses the rest of
+the code is given.
+
 Example::
 
     settings = load_settings("local")
@@ -18,9 +24,10 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomllib
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipelines.errors import ConfigError
 from pipelines.evaluation import ThresholdPolicy
@@ -63,6 +70,11 @@ class MlflowSettings:
     experiment: str
     model_name: str
     champion_alias: str = "champion"
+    # How long one HTTP request to the tracking server may take, and how often a failed one is
+    # retried (with this backoff factor): small, so that an unreachable server fails a job fast.
+    request_timeout_seconds: float = 10.0
+    request_max_retries: int = 2
+    request_backoff_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +138,10 @@ def load_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> S
 
     :param env: a config name in ``conf/`` (``local``, ``cluster``) or a path to a ``.toml`` file.
     :param project_root: what relative paths in the file are relative to.
-    :raises ConfigError: the file is missing, is not valid TOML, lacks a key, or names an
-        environment variable that is not set.
+    :raises ConfigError: the file is missing or is not valid TOML; it names an environment
+        variable that is not set; or it has unknown or missing keys or values of the wrong type
+        or out of range (every one named, a line each: ``<file>: [train] seed: must be at
+        least 0, got -1``).
     """
     path = config_path(env)
     if not path.is_file():
@@ -139,88 +153,241 @@ def load_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> S
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     raw = _expand_env(raw, path)
     try:
-        return _settings_from_dict(env, raw, project_root)
-    except KeyError as exc:
-        raise ConfigError(f"{path} lacks the required key {exc.args[0]!r}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        checked = _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{path}: {_problem(error)}" for error in exc.errors())) from None
+    return _settings(env, checked, project_root)
 
 
-def _settings_from_dict(env: str, raw: dict[str, Any], root: Path) -> Settings:
-    spark, tables, mlflow, ingest, train = (
-        raw["spark"], raw["tables"], raw["mlflow"], raw["ingest"], raw["train"]
-    )
-    tracking_uri = _resolve_uri(mlflow["tracking_uri"], root)
-    artifact_location = mlflow.get("artifact_location")
-    candidates = train["candidates"]
-    if not isinstance(candidates, dict) or not candidates:
-        raise ValueError("[train.candidates] must name at least one candidate model")
+# --- What a file may hold -------------------------------------------------------------------
+# Values that came from ${NAME} are strings, so numbers and booleans are also read from text;
+# anything else of the wrong type is refused rather than converted.
+
+
+def _boolean(value: Any) -> Any:
+    # pydantic alone would also take yes/no/on/off and 1.0; a flag in this project is spelt
+    # true/false, or 1/0 as scripts often export it.
+    spelling = str(value).strip().lower() if isinstance(value, str | int) else None
+    if spelling in ("true", "1"):
+        return True
+    if spelling in ("false", "0"):
+        return False
+    raise ValueError("expected a boolean")
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic would read TOML's true as the number 1.
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    return value
+
+
+def _spark_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # Spark's spelling; str(True) is "True"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ValueError("expected a string, number or boolean")
+
+
+def _values_to_try(value: Any) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError("expected at least one value to try")
+    if not all(isinstance(item, str | int | float) for item in values):
+        raise ValueError("expected a value or a list of values (strings, numbers or booleans)")
+    return values
+
+
+def _iso_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):  # written unquoted, TOML's own date-time
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("expected an ISO date-time such as '2013-09-01T00:00:00'")
+
+
+_Boolean = Annotated[bool, BeforeValidator(_boolean)]
+_Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+_Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+_Text = Annotated[str, Field(min_length=1)]
+_SparkValue = Annotated[str, BeforeValidator(_spark_value)]
+_ValuesToTry = Annotated[list[Any], BeforeValidator(_values_to_try)]
+_IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+_DEFAULT_THRESHOLD = ThresholdPolicy()
+
+
+class _Section(BaseModel):
+    # A misspelt key must be an error: ignored, the default would be used without a word.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _SparkSection(_Section):
+    master: _Text
+    app_name: _Text = "fraud-scoring"
+    conf: dict[str, _SparkValue] = Field(default_factory=dict)  # any Spark key
+
+
+class _TablesSection(_Section):
+    root: _Text
+    transactions: _Text = "transactions"
+    scored: _Text = "scored_transactions"
+
+
+class _MlflowSection(_Section):
+    tracking_uri: _Text
+    registry_uri: _Text | None = None  # the tracking URI
+    artifact_location: str | None = None  # the tracking server's choice
+    experiment: _Text
+    model_name: _Text
+    champion_alias: _Text = "champion"
+    request_timeout_seconds: _Number = Field(10.0, gt=0)
+    request_max_retries: _Integer = Field(2, ge=0)
+    request_backoff_factor: _Number = Field(1.0, ge=0)
+
+
+class _IngestSection(_Section):
+    start: _IsoDatetime
+
+
+class _ThresholdSection(_Section):
+    policy: Literal[ThresholdPolicy.NAMES] = _DEFAULT_THRESHOLD.name  # Literal[("a", "b")] is Literal["a", "b"]
+    target_precision: _Number = Field(_DEFAULT_THRESHOLD.target_precision, gt=0, le=1)
+    cost_missed_fraud: _Number = Field(_DEFAULT_THRESHOLD.cost_missed_fraud, gt=0)
+    cost_false_alarm: _Number = Field(_DEFAULT_THRESHOLD.cost_false_alarm, gt=0)
+
+
+class _EnsembleSection(_Section):
+    members: list[_Text] = Field(default_factory=list)
+
+
+class _TrainSection(_Section):
+    label_col: _Text = "Class"
+    seed: _Integer = Field(42, ge=0)
+    holdout_days: _Integer = Field(1, ge=1)
+    validation_fraction: _Number = Field(0.4, gt=0, lt=1)
+    validation_folds: _Integer = Field(2, ge=1)
+    refit_on_all_days: _Boolean = True
+    class_weighting: Literal["none", "balanced"] = "none"
+    normal_weight: _Number = Field(1.0, gt=0)
+    fit_partitions: _Integer = Field(2, ge=1)
+    threshold: _ThresholdSection = Field(default_factory=_ThresholdSection)
+    # [train.candidates.NAME]: the keys are the estimator's parameters, which
+    # pipelines.training.check_train_settings checks against the estimator itself.
+    candidates: dict[str, dict[str, _ValuesToTry]] = Field(min_length=1)
+    ensemble: _EnsembleSection = Field(default_factory=_EnsembleSection)
+
+
+class _ConfigFile(_Section):
+    spark: _SparkSection
+    tables: _TablesSection
+    mlflow: _MlflowSection
+    ingest: _IngestSection
+    train: _TrainSection
+
+
+def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
+    """The checked file as the settings passed down, with paths and SQLite URIs made absolute."""
+    mlflow, train = file.mlflow, file.train
     return Settings(
         env=env,
-        spark=SparkSettings(
-            master=spark["master"],
-            app_name=spark.get("app_name", "fraud-scoring"),
-            conf={key: str(value) for key, value in spark.get("conf", {}).items()},
-        ),
+        spark=SparkSettings(master=file.spark.master, app_name=file.spark.app_name, conf=dict(file.spark.conf)),
         tables=TableSettings(
-            root=_resolve_path(tables["root"], root),
-            transactions=tables.get("transactions", "transactions"),
-            scored=tables.get("scored", "scored_transactions"),
+            root=_resolve_path(file.tables.root, root),
+            transactions=file.tables.transactions,
+            scored=file.tables.scored,
         ),
         mlflow=MlflowSettings(
-            tracking_uri=tracking_uri,
-            registry_uri=_resolve_uri(mlflow.get("registry_uri", mlflow["tracking_uri"]), root),
-            artifact_location=_resolve_path(artifact_location, root) if artifact_location else None,
-            experiment=mlflow["experiment"],
-            model_name=mlflow["model_name"],
-            champion_alias=mlflow.get("champion_alias", "champion"),
+            tracking_uri=_resolve_uri(mlflow.tracking_uri, root),
+            registry_uri=_resolve_uri(mlflow.registry_uri or mlflow.tracking_uri, root),
+            artifact_location=_resolve_path(mlflow.artifact_location, root) if mlflow.artifact_location else None,
+            experiment=mlflow.experiment,
+            model_name=mlflow.model_name,
+            champion_alias=mlflow.champion_alias,
+            request_timeout_seconds=mlflow.request_timeout_seconds,
+            request_max_retries=mlflow.request_max_retries,
+            request_backoff_factor=mlflow.request_backoff_factor,
         ),
-        ingest=IngestSettings(start=datetime.fromisoformat(ingest["start"])),
+        ingest=IngestSettings(start=file.ingest.start),
         train=TrainSettings(
-            label_col=train.get("label_col", "Class"),
-            seed=int(train.get("seed", 42)),
-            holdout_days=int(train.get("holdout_days", 1)),
-            validation_fraction=float(train.get("validation_fraction", 0.4)),
-            validation_folds=int(train.get("validation_folds", 2)),
-            refit_on_all_days=bool(train.get("refit_on_all_days", True)),
-            class_weighting=train.get("class_weighting", "balanced"),
-            normal_weight=float(train.get("normal_weight", 1.0)),
-            threshold=_threshold_policy(train.get("threshold", {})),
-            candidates={
-                name: {param: _as_list(values) for param, values in grid.items()}
-                for name, grid in candidates.items()
-            },
-            ensemble_members=_ensemble_members(train.get("ensemble", {})),
-            fit_partitions=int(train.get("fit_partitions", 2)),
+            label_col=train.label_col,
+            seed=train.seed,
+            holdout_days=train.holdout_days,
+            validation_fraction=train.validation_fraction,
+            validation_folds=train.validation_folds,
+            refit_on_all_days=train.refit_on_all_days,
+            class_weighting=train.class_weighting,
+            normal_weight=train.normal_weight,
+            threshold=ThresholdPolicy(
+                name=train.threshold.policy,
+                target_precision=train.threshold.target_precision,
+                cost_missed_fraud=train.threshold.cost_missed_fraud,
+                cost_false_alarm=train.threshold.cost_false_alarm,
+            ),
+            candidates=train.candidates,
+            ensemble_members=tuple(train.ensemble.members),
+            fit_partitions=train.fit_partitions,
         ),
     )
 
 
-def _threshold_policy(table: dict[str, Any]) -> ThresholdPolicy:
-    known = {"policy", "target_precision", "cost_missed_fraud", "cost_false_alarm"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"[train.threshold] has unknown key(s) {unknown}; known: {sorted(known)}")
-    defaults = ThresholdPolicy()
-    return ThresholdPolicy(
-        name=table.get("policy", defaults.name),
-        target_precision=float(table.get("target_precision", defaults.target_precision)),
-        cost_missed_fraud=float(table.get("cost_missed_fraud", defaults.cost_missed_fraud)),
-        cost_false_alarm=float(table.get("cost_false_alarm", defaults.cost_false_alarm)),
-    )
+# --- One line per problem -------------------------------------------------------------------
+
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
+    "string_type": "a string", "list_type": "a list",
+    "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+}
+_LIMITS = {
+    "greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+    "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le"),
+}
 
 
-def _ensemble_members(table: Any) -> tuple[str, ...]:
-    if not isinstance(table, dict) or set(table) - {"members"}:
-        raise ValueError(f"[train.ensemble] must be a table holding only members = [...], got {table!r}")
-    members = _as_list(table.get("members", []))
-    if not all(isinstance(member, str) for member in members):
-        raise ValueError(f"[train.ensemble] members must be candidate names, got {members!r}")
-    return tuple(members)
+def _problem(error: Any) -> str:
+    """``[section] key: what is wrong`` for one of pydantic's errors (``[section]: …`` for a table)."""
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    indices = "".join(f"[{part}]" for part in error["loc"] if isinstance(part, int))
+    *section, key = names
+    where = f"[{'.'.join(section)}] {key}{indices}" if section else f"[{key}]"
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "extra_forbidden":
+        known = ", ".join(_section_model(section).model_fields)
+        return f"{where}: unknown {'key' if section else 'section'} (known: {known})"
+    if kind == "missing":
+        return f"{where}: required {'key' if section else 'section'} missing"
+    if kind in _LIMITS:
+        words, name = _LIMITS[kind]
+        what = f"must be {words} {ctx[name]:g}"
+    elif kind in ("too_short", "string_too_short"):
+        what = "must not be empty"
+    elif kind == "literal_error":
+        what = f"expected {ctx['expected']}"
+    elif kind == "value_error":
+        what = str(ctx["error"])
+    else:
+        what = f"expected {_EXPECTED[kind]}" if kind in _EXPECTED else error["msg"]
+    return f"{where}: {what}, got {_shown(error['input'])}"
 
 
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
+def _section_model(section: list[str]) -> type[BaseModel]:
+    model: type[BaseModel] = _ConfigFile
+    for name in section:
+        model = model.model_fields[name].annotation
+    return model
+
+
+def _shown(value: Any) -> str:
+    """A value as it would be written in TOML (true, not True), shortened."""
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+# --- Paths and the environment --------------------------------------------------------------
 
 
 def _resolve_path(value: str, root: Path) -> str:
