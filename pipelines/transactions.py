@@ -6,6 +6,7 @@ place that runs a Spark action, to refuse a bad file before anything is written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -15,28 +16,47 @@ from pyspark.sql import functions as F
 from pipelines.errors import NoDataError, SchemaError
 from pipelines.schema import EVENT_TS, LABEL_COL, RAW_COLS, TRANSACTION_ID, TXN_DATE, require_columns
 
+# The last instant Spark's timestamp type is defined for: an event time must not pass it.
+LAST_EVENT_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+# U+FFFD is what a UTF-8 reader puts where the bytes are not UTF-8; NUL does not occur in text.
+_NOT_TEXT = re.compile("[\ufffd\x00]")
+
 
 @dataclass(frozen=True)
 class RawFileSummary:
-    """What the validation pass learned about a file: its size and the days it covers."""
+    """What the validation pass learned about a file: its size, the days it covers, and the
+    columns it has beyond the dataset's (read, then left out of the table)."""
 
     rows: int
     first_day: date
     last_day: date
+    extra_columns: tuple[str, ...] = ()
 
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _value_problem(column: str) -> Column:
-    """True where the raw string of ``column`` is not an acceptable value for it."""
+def max_time_seconds(start: datetime) -> float:
+    """The largest ``Time`` whose event time (``start`` + ``Time`` seconds) a timestamp holds."""
+    return (LAST_EVENT_TS - _as_utc(start)).total_seconds()
+
+
+def _value_problem(column: str, *, max_time: float) -> Column:
+    """True where the raw string of ``column`` is not an acceptable value for it.
+
+    Every value must be a finite number (``Infinity`` and ``1e999`` parse as doubles, but no
+    model or metric can use them); ``Class`` 0 or 1 (``1.0`` is 1); ``Time`` and ``Amount`` not
+    negative, and ``Time`` small enough that its event time is a valid timestamp.
+    """
     raw = F.trim(F.col(column))
     number = raw.try_cast("double")
-    bad = raw.isNull() | (raw == "") | number.isNull() | F.isnan(number)
+    bad = raw.isNull() | (raw == "") | number.isNull() | F.isnan(number) | (F.abs(number) == F.lit(float("inf")))
     if column == LABEL_COL:
         bad = bad | ~number.isin(0.0, 1.0)
-    elif column in ("Time", "Amount"):
+    elif column == "Time":
+        bad = bad | (number < 0) | (number > F.lit(max_time))
+    elif column == "Amount":
         bad = bad | (number < 0)
     return bad
 
@@ -44,17 +64,26 @@ def _value_problem(column: str) -> Column:
 def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawFileSummary:
     """Check a CSV read as strings; return its row count and the days it covers.
 
-    Every column of :data:`RAW_COLS` must be present and hold a number in every row (``Class``
-    0 or 1, ``Time`` and ``Amount`` not negative). One aggregation pass over the file.
+    Every column of :data:`RAW_COLS` must be present and hold a finite number in every row
+    (``Class`` 0 or 1, ``Time`` and ``Amount`` not negative, ``Time`` within the timestamp
+    range from ``start``). One aggregation pass over the file. Columns beyond those are
+    allowed (and reported in the summary).
 
-    :raises SchemaError: naming each bad column, how many rows are bad and one bad value.
+    :raises SchemaError: a header that is not UTF-8 text, a missing column, or bad values:
+        naming each bad column, how many rows are bad and one bad value.
     :raises NoDataError: the file has a header but no rows.
     """
+    if any(_NOT_TEXT.search(column) for column in raw_df.columns):
+        raise SchemaError(
+            f"{source} is not UTF-8 text in the dataset's CSV format (its header reads "
+            f"{','.join(raw_df.columns)[:80]!r}): check the file's encoding"
+        )
     require_columns(raw_df.columns, RAW_COLS, source=source)
+    max_time = max_time_seconds(start)
     aggregates = [F.count(F.lit(1)).alias("rows"), F.min(F.col("Time").try_cast("double")).alias("min_time"),
                   F.max(F.col("Time").try_cast("double")).alias("max_time")]
     for column in RAW_COLS:
-        bad = _value_problem(column)
+        bad = _value_problem(column, max_time=max_time)
         aggregates.append(F.sum(bad.cast("int")).alias(f"bad_{column}"))
         aggregates.append(F.first(F.when(bad, F.coalesce(F.col(column), F.lit("<empty>"))), ignorenulls=True)
                           .alias(f"example_{column}"))
@@ -63,24 +92,32 @@ def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawF
         raise NoDataError(f"{source} has a header but no rows")
     problems = [
         f"{column}: {summary[f'bad_{column}']} bad value(s), e.g. {summary[f'example_{column}']!r}"
+        + (" (not UTF-8: check the file's encoding)" if _NOT_TEXT.search(summary[f"example_{column}"]) else "")
         for column in RAW_COLS
         if summary[f"bad_{column}"]
     ]
     if problems:
-        expected = "numbers (Class 0 or 1; Time and Amount not negative)"
+        expected = (f"finite numbers (Class 0 or 1; Time and Amount not negative; Time at most {max_time:.0f} "
+                    f"seconds, so that the event time is a valid timestamp)")
         raise SchemaError(f"{source} has values that are not {expected}: " + "; ".join(problems))
     return RawFileSummary(
         rows=summary["rows"],
         first_day=(_as_utc(start) + timedelta(seconds=summary["min_time"])).date(),
         last_day=(_as_utc(start) + timedelta(seconds=summary["max_time"])).date(),
+        extra_columns=tuple(column for column in raw_df.columns if column not in RAW_COLS),
     )
 
 
 def cast_raw_columns(raw_df: DataFrame) -> DataFrame:
-    """Cast the dataset's columns from strings to numbers (``Class`` to int), in their order."""
+    """Cast the dataset's columns from strings to numbers (``Class`` to int), in their order.
+
+    ``Class`` goes through double, so ``1.0`` (which the check accepts) becomes 1 under ANSI
+    casts too.
+    """
     return raw_df.select(
         *[
-            F.trim(F.col(column)).cast("int" if column == LABEL_COL else "double").alias(column)
+            (F.trim(F.col(column)).cast("double").cast("int") if column == LABEL_COL
+             else F.trim(F.col(column)).cast("double")).alias(column)
             for column in RAW_COLS
         ]
     )

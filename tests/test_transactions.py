@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import pytest
 from chispa import assert_df_equality
@@ -12,6 +12,7 @@ from pipelines.schema import RAW_COLS
 from pipelines.transactions import (
     cast_raw_columns,
     check_raw_values,
+    max_time_seconds,
     prepare_transactions,
     with_event_time,
     with_transaction_id,
@@ -79,6 +80,47 @@ def test_check_refuses_a_label_that_is_not_0_or_1(spark):
     source_df = raw_frame(spark, [raw_row("1.0", label="2")])
     with pytest.raises(SchemaError, match=r"Class: 1 bad value\(s\), e.g. '2'"):
         check_raw_values(source_df, source="x.csv", start=START)
+
+
+@pytest.mark.parametrize("column, value", [
+    ("Amount", "Infinity"), ("Amount", "-inf"), ("V3", "1e999"), ("V1", "NaN"), ("Time", "-1"), ("Amount", "-0.5"),
+    # an event time past the last valid timestamp (9999-12-31), which Python cannot even hold
+    ("Time", "1e300"), ("Time", "252423993600"),
+])
+def test_check_refuses_values_that_cannot_be_stored_or_used(spark, column, value):
+    row = dict(zip(RAW_COLS, raw_row("1.0"), strict=True)) | {column: value}
+    source_df = raw_frame(spark, [raw_row("2.0"), tuple(row[c] for c in RAW_COLS)])
+    with pytest.raises(SchemaError, match=rf"big\.csv has values that are not finite numbers.*{column}: 1 bad value"):
+        check_raw_values(source_df, source="big.csv", start=START)
+
+
+def test_the_largest_time_that_a_timestamp_holds_is_accepted(spark):
+    last = max_time_seconds(START)
+    summary = check_raw_values(raw_frame(spark, [raw_row(repr(last))]), source="x.csv", start=START)
+    assert summary.last_day == date(9999, 12, 31)
+    prepared = prepare_transactions(raw_frame(spark, [raw_row(repr(last))]), start=START, source_file="x.csv",
+                                    ingested_at=datetime(2026, 11, 25, tzinfo=timezone.utc))
+    assert prepared.first()["txn_date"] == date(9999, 12, 31)
+
+
+def test_a_label_written_1_point_0_is_ingested_as_1(spark):
+    source_df = raw_frame(spark, [raw_row("1.0", label="1.0"), raw_row("2.0", label=" 0.0 ")])
+    check_raw_values(source_df, source="x.csv", start=START)
+    assert [row.Class for row in cast_raw_columns(source_df).collect()] == [1, 0]
+    one = with_transaction_id(cast_raw_columns(raw_frame(spark, [raw_row("1.0", label="1")]))).first()
+    one_point_0 = with_transaction_id(cast_raw_columns(source_df)).first()
+    assert one.transaction_id == one_point_0.transaction_id
+
+
+def test_extra_columns_are_accepted_and_reported(spark):
+    source_df = raw_frame(spark, [(*raw_row("1.0"), "x")], [*RAW_COLS, "merchant_id"])
+    assert check_raw_values(source_df, source="x.csv", start=START).extra_columns == ("merchant_id",)
+
+
+def test_a_header_that_is_not_utf8_text_is_named_as_an_encoding_problem(spark):
+    utf16_header = ["\ufffd\ufffdT\x00i\x00m\x00e\x00", *RAW_COLS[1:]]
+    with pytest.raises(SchemaError, match=r"u16\.csv is not UTF-8 text .*check the file's encoding"):
+        check_raw_values(raw_frame(spark, [raw_row("1.0")], utf16_header), source="u16.csv", start=START)
 
 
 def test_check_refuses_a_header_without_rows(spark):
