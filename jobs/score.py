@@ -27,7 +27,7 @@ from pipelines.registry import configure_mlflow, load_model, resolve_model
 from pipelines.schema import TXN_DATE
 from pipelines.scoring import ModelRef, score
 from pipelines.session import get_spark
-from pipelines.tables import current_version, days_present, last_write_rows, read_version, replace_day
+from pipelines.tables import current_version, days_present, read_version, replace_days, rows_per_day
 
 
 def run(
@@ -39,10 +39,11 @@ def run(
     scored_at: datetime,
     model: Transformer | None = None,
 ) -> dict[date, int]:
-    """Score each day in ``days``; return the rows written per day.
+    """Score ``days`` and replace them in ``scored_transactions`` in one Delta commit; return
+    the rows written per day.
 
-    Every day is checked for transactions before the model is loaded (unless given) and
-    before the first day is written.
+    Every day is checked for transactions before the model is loaded (unless given). A range
+    is one commit, so a job that fails or is killed part-way leaves every day as it was.
     """
     source_path = settings.tables.transactions_path
     version = current_version(spark, source_path)
@@ -55,15 +56,14 @@ def run(
         )
     if model is None:
         model = load_model(model_ref)
-    written = {}
+    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
+    scored = score(day_rows, model, model_ref=model_ref, source_table_version=version, scored_at=scored_at)
+    commit = replace_days(scored, settings.tables.scored_path, days=days)
+    written = rows_per_day(read_version(spark, settings.tables.scored_path, commit.version), days)
     for day in days:
-        day_rows = transactions.filter(F.col(TXN_DATE) == F.lit(day))
-        scored = score(day_rows, model, model_ref=model_ref, source_table_version=version, scored_at=scored_at)
-        table_version = replace_day(scored, settings.tables.scored_path, day=day)
-        written[day] = last_write_rows(spark, settings.tables.scored_path)
         log.info(
             "score: %s: %d rows with %s (threshold %.4f) -> %s version %d",
-            day, written[day], model_ref.uri, model_ref.threshold, settings.tables.scored_path, table_version,
+            day, written[day], model_ref.uri, model_ref.threshold, settings.tables.scored_path, commit.version,
         )
     return written
 

@@ -31,3 +31,16 @@ class NoDataError(FraudScoringError):
 
 class ModelNotFoundError(FraudScoringError):
     """The registry has no model, version or alias by the requested name."""
+
+
+class UnreadableInputError(FraudScoringError):
+    """An input file cannot be read: damaged, truncated, or not in the format its name says."""
+
+
+class ServiceUnavailableError(FraudScoringError):
+    """A service the job depends on (the MLflow tracking server) cannot be reached in time.
+
+    Not bad input: a scheduler may retry. Its own exit code tells the two apart.
+    """
+
+    exit_code = 3
