@@ -33,6 +33,8 @@ def test_cluster_config_takes_its_locations_from_the_environment(monkeypatch):
     assert settings.spark.master == "yarn"
     assert settings.tables.scored_path == "s3a://risk-lake/fraud/scored_transactions"
     assert settings.mlflow.tracking_uri == "https://mlflow.internal"
+    assert settings.mlflow.request_timeout_seconds == 10.0
+    assert settings.spark.conf["spark.ui.showConsoleProgress"] == "false"
 
 
 def test_an_unset_environment_variable_is_named(monkeypatch):
@@ -46,20 +48,162 @@ def test_an_unknown_environment_lists_the_known_ones():
         load_settings("staging")
 
 
-def test_a_misspelt_ensemble_key_is_refused_not_ignored(tmp_path):
+def local_config_with(tmp_path, *changes: tuple[str, str]) -> str:
+    """conf/local.toml with each ``(old, new)`` text replaced, written to ``tmp_path``."""
     text = (CONF_DIR / "local.toml").read_text()
-    misspelt = tmp_path / "misspelt.toml"
-    misspelt.write_text(text.replace("\nmembers = [", "\nmember = ["))
-    with pytest.raises(ConfigError, match=r"\[train.ensemble\] must be a table holding only members"):
-        load_settings(str(misspelt))
+    for old, new in changes:
+        assert text.count(old) == 1, f"conf/local.toml no longer holds {old!r} once"
+        text = text.replace(old, new)
+    path = tmp_path / "changed.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('app_name = "fraud-scoring"', 'app_nme = "fraud-scoring"',
+         r"\[spark\] app_nme: unknown key \(known: master, app_name"),
+        ('scored = "scored_transactions"', 'scord = "scored_transactions"', r"\[tables\] scord: unknown key"),
+        ('champion_alias = "champion"', 'champion_alais = "champion"', r"\[mlflow\] champion_alais: unknown key"),
+        ('start = "2013', 'begin = "2013', r"\[ingest\] begin: unknown key \(known: start\)"),
+        ("\nholdout_days = 1", "\nholdout_dayz = 1", r"\[train\] holdout_dayz: unknown key \(known: .*holdout_days"),
+        ("target_precision = 0.9", "target_precison = 0.9", r"\[train.threshold\] target_precison: unknown key"),
+        ("\nmembers = [", "\nmember = [", r"\[train.ensemble\] member: unknown key \(known: members\)"),
+    ],
+)
+def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(local_config_with(tmp_path, (old, new)))
+
+
+def test_an_unknown_section_is_refused(tmp_path):
+    path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
+    known = r"\(known: spark, tables, mlflow, ingest, train\)"
+    with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
+        load_settings(path)
+
+
+def test_every_problem_is_named_each_on_its_own_line(tmp_path):
+    path = local_config_with(tmp_path, ("\nseed = 42", "\nseed = -1"), ('model_name = "fraud_detector"\n', ""))
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    assert str(refused.value).splitlines() == [
+        f"{path}: [mlflow] model_name: required key missing",
+        f"{path}: [train] seed: must be at least 0, got -1",
+    ]
 
 
 def test_a_config_without_candidates_is_refused(tmp_path):
     text = (CONF_DIR / "local.toml").read_text()
     broken = tmp_path / "broken.toml"
     broken.write_text(text.split("[train.candidates")[0])
-    with pytest.raises(ConfigError, match="lacks the required key 'candidates'"):
+    with pytest.raises(ConfigError, match=r"\[train\] candidates: required key missing"):
         load_settings(str(broken))
+
+
+@pytest.mark.parametrize(
+    "flag, expected", [("false", False), ("true", True), ("FALSE", False), ("0", False), ("1", True)]
+)
+def test_a_boolean_from_the_environment_is_read_as_written(tmp_path, monkeypatch, flag, expected):
+    monkeypatch.setenv("FLAG", flag)
+    path = local_config_with(tmp_path, ("refit_on_all_days = true", 'refit_on_all_days = "${FLAG}"'))
+    assert load_settings(path).train.refit_on_all_days is expected
+
+
+def test_a_boolean_that_is_neither_true_nor_false_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAG", "maybe")
+    path = local_config_with(tmp_path, ("refit_on_all_days = true", 'refit_on_all_days = "${FLAG}"'))
+    with pytest.raises(ConfigError, match=r"\[train\] refit_on_all_days: expected a boolean, got 'maybe'"):
+        load_settings(path)
+
+
+def test_an_integer_from_the_environment_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTS", "8")
+    path = local_config_with(tmp_path, ("fit_partitions = 2", 'fit_partitions = "${PARTS}"'))
+    assert load_settings(path).train.fit_partitions == 8
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("holdout_days = 1", "holdout_days = 2.5", r"\[train\] holdout_days: expected an integer, got 2.5"),
+        ("holdout_days = 1", 'holdout_days = "abc"', r"\[train\] holdout_days: expected an integer, got 'abc'"),
+        ("validation_folds = 2", "validation_folds = true", r"\[train\] validation_folds: expected a number, got true"),
+        ("holdout_days = 1", "holdout_days = 0", r"\[train\] holdout_days: must be at least 1, got 0"),
+        ("validation_fraction = 0.4", "validation_fraction = 1", r"\[train\] validation_fraction: must be less than 1"),
+        ("normal_weight = 57.79", "normal_weight = 0", r"\[train\] normal_weight: must be greater than 0"),
+        ('class_weighting = "none"', 'class_weighting = "balance"',
+         r"\[train\] class_weighting: expected 'none' or 'balanced', got 'balance'"),
+        ('policy = "max_f1"', 'policy = "max_recall"',
+         r"\[train.threshold\] policy: expected 'max_f1', 'target_precision' or 'min_cost', got 'max_recall'"),
+        ("target_precision = 0.9", "target_precision = 1.5",
+         r"\[train.threshold\] target_precision: must be at most 1"),
+        ("cost_false_alarm = 1.0", "cost_false_alarm = 0.0",
+         r"\[train.threshold\] cost_false_alarm: must be greater than 0"),
+        ("regParam = [0.01, 0.1]", "regParam = []",
+         r"\[train.candidates.logistic_regression\] regParam: expected at least one"),
+        ('start = "2013-09-01T00:00:00"', 'start = "yesterday"', r"\[ingest\] start: expected an ISO date-time"),
+        ('"spark.driver.memory" = "4g"', '"spark.driver.memory" = { size = "4g" }',
+         r"\[spark.conf\] spark.driver.memory: expected a string, number or boolean"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_range_is_refused_naming_its_key(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(local_config_with(tmp_path, (old, new)))
+
+
+def test_class_weighting_defaults_to_none_as_documented(tmp_path):
+    path = local_config_with(tmp_path, ('\nclass_weighting = "none"', ""))
+    assert load_settings(path).train.class_weighting == "none"
+
+
+def test_spark_conf_values_are_written_as_spark_spells_them(tmp_path):
+    path = local_config_with(
+        tmp_path,
+        ('"spark.ui.showConsoleProgress" = "false"', '"spark.ui.showConsoleProgress" = false'),
+        ('"spark.sql.shuffle.partitions" = "4"',
+         '"spark.sql.shuffle.partitions" = 4\n"spark.sql.adaptive.enabled" = true'),
+    )
+    conf = load_settings(path).spark.conf
+    assert conf["spark.ui.showConsoleProgress"] == "false"
+    assert conf["spark.sql.adaptive.enabled"] == "true"
+    assert conf["spark.sql.shuffle.partitions"] == "4"
+
+
+def test_mlflow_request_limits_have_defaults(tmp_path):
+    path = local_config_with(
+        tmp_path, ("request_timeout_seconds = 10.0\n", ""), ("request_max_retries = 2\n", ""),
+        ("request_backoff_factor = 1.0\n", ""),
+    )
+    mlflow = load_settings(path).mlflow
+    assert (mlflow.request_timeout_seconds, mlflow.request_max_retries, mlflow.request_backoff_factor) == (10.0, 2, 1.0)
+
+
+def test_mlflow_request_limits_can_be_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIES", "0")
+    path = local_config_with(
+        tmp_path, ("request_timeout_seconds = 10.0", "request_timeout_seconds = 2.5"),
+        ("request_max_retries = 2", 'request_max_retries = "${RETRIES}"'),
+        ("request_backoff_factor = 1.0", "request_backoff_factor = 0"),
+    )
+    mlflow = load_settings(path).mlflow
+    assert (mlflow.request_timeout_seconds, mlflow.request_max_retries, mlflow.request_backoff_factor) == (2.5, 0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("request_timeout_seconds = 10.0", "request_timeout_seconds = 0",
+         "request_timeout_seconds: must be greater than 0"),
+        ("request_max_retries = 2", "request_max_retries = -1", "request_max_retries: must be at least 0"),
+        ("request_backoff_factor = 1.0", 'request_backoff_factor = "soon"',
+         "request_backoff_factor: expected a number"),
+    ],
+)
+def test_mlflow_request_limits_out_of_range_are_refused(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=rf"\[mlflow\] {message}"):
+        load_settings(local_config_with(tmp_path, (old, new)))
 
 
 def test_delta_settings_are_always_there_and_jvm_options_are_appended():
