@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, NoDataError
-from pipelines.registry import configure_mlflow, load_model, resolve_model
+from pipelines.registry import configure_mlflow, load_model, reaching_mlflow, resolve_model
 from pipelines.schema import TXN_DATE
 from pipelines.scoring import ModelRef, score
 from pipelines.session import get_spark
@@ -91,10 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     now = datetime.now(timezone.utc)
     days = days_to_score(args, now.date())
     settings = load_settings(args.env)
-    configure_mlflow(settings.mlflow)
-    model_ref = resolve_model(settings.mlflow, args.model_uri)
-    spark = get_spark(settings.spark)
-    run(spark, settings, days=days, model_ref=model_ref, scored_at=now)
+    with reaching_mlflow(settings.mlflow):
+        configure_mlflow(settings.mlflow)
+        model_ref = resolve_model(settings.mlflow, args.model_uri)
+        spark = get_spark(settings.spark)
+        run(spark, settings, days=days, model_ref=model_ref, scored_at=now)
     return 0
 
 

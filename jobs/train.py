@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.cli import git_commit, job_parser, run_main
 from pipelines.config import PROJECT_ROOT, Settings, load_settings
-from pipelines.registry import configure_mlflow
+from pipelines.registry import configure_mlflow, reaching_mlflow
 from pipelines.session import get_spark
 from pipelines.tables import current_version, read_version
 from pipelines.tracking import Lineage, TrainingOutcome, train_and_register
@@ -39,9 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
     settings = load_settings(args.env)
     check_train_settings(settings.train)
-    configure_mlflow(settings.mlflow)
-    spark = get_spark(settings.spark)
-    run(spark, settings, commit=git_commit(str(PROJECT_ROOT)))
+    with reaching_mlflow(settings.mlflow):
+        configure_mlflow(settings.mlflow)
+        spark = get_spark(settings.spark)
+        run(spark, settings, commit=git_commit(str(PROJECT_ROOT)))
     return 0
 
 

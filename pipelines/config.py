@@ -74,7 +74,7 @@ class MlflowSettings:
     # retried (with this backoff factor): small, so that an unreachable server fails a job fast.
     request_timeout_seconds: float = 10.0
     request_max_retries: int = 2
-    request_backoff_factor: float = 1.0
+    request_backoff_factor: int = 1  # whole seconds: MLflow reads it as an integer
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ class _MlflowSection(_Section):
     champion_alias: _Text = "champion"
     request_timeout_seconds: _Number = Field(10.0, gt=0)
     request_max_retries: _Integer = Field(2, ge=0)
-    request_backoff_factor: _Number = Field(1.0, ge=0)
+    request_backoff_factor: _Integer = Field(1, ge=0)
 
 
 class _IngestSection(_Section):

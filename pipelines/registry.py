@@ -6,29 +6,83 @@ loads a version also gets the threshold it was validated with.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import mlflow.spark
+import requests
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
 from pipelines.config import MlflowSettings
-from pipelines.errors import InvalidArgumentError, ModelNotFoundError
+from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ServiceUnavailableError
 from pipelines.scoring import ModelRef
 
 THRESHOLD_TAG = "decision_threshold"
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
 
 
+def limit_requests(settings: MlflowSettings) -> None:
+    """Bound how long MLflow waits for its tracking server, from ``[mlflow]`` in ``conf/``.
+
+    MLflow's own defaults (120 s a request, 7 retries with a doubling back-off) keep a job
+    waiting for minutes on a server that is down; MLflow reads these variables at each request.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{settings.request_timeout_seconds:g}"
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.request_max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.request_backoff_factor)
+
+
+@contextmanager
+def reaching_mlflow(settings: MlflowSettings) -> Iterator[None]:
+    """Turn "the tracking server cannot be reached" into :class:`ServiceUnavailableError`.
+
+    Connection refused, a name that does not resolve, a server that does not answer within
+    the request timeout, or one that keeps answering 5xx: after the configured retries, one
+    clear error naming the tracking URI instead of a stack trace.
+
+    Example::
+
+        with reaching_mlflow(settings.mlflow):
+            configure_mlflow(settings.mlflow)
+            model_ref = resolve_model(settings.mlflow)
+    """
+    try:
+        yield
+    except (MlflowException, requests.exceptions.RequestException) as exc:
+        reason = _unreachable(exc)
+        if reason is None:
+            raise
+        raise ServiceUnavailableError(
+            f"cannot reach the MLflow tracking server at {settings.tracking_uri} ({reason}) after "
+            f"{settings.request_max_retries} retries of {settings.request_timeout_seconds:g} s at most; "
+            f"[mlflow] request_timeout_seconds and request_max_retries in conf/ set how long to wait"
+        ) from exc
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """What kept the request from an answer, if ``exc`` (or what it came from) is a network failure."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.RequestException):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def configure_mlflow(settings: MlflowSettings) -> str:
     """Point MLflow at the environment's tracking server and registry; return the experiment id.
 
     The experiment is created on first use, with its artifacts under ``artifact_location``.
+    Requests to a tracking server are bounded in time (:func:`limit_requests`).
     """
+    limit_requests(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment)
@@ -69,6 +123,8 @@ def resolve_model(settings: MlflowSettings, model_uri: str | None = None) -> Mod
             else client.get_model_version(name, version)
         )
     except MlflowException as exc:
+        if _unreachable(exc):
+            raise  # not a missing model: the registry did not answer (see reaching_mlflow)
         raise ModelNotFoundError(
             f"the registry at {settings.registry_uri} has no {uri} "
             f"({exc.message.splitlines()[0]}); train and register a model first"
