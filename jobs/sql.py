@@ -3,8 +3,11 @@
     ./spark-submit.sh sql "SELECT txn_date, count(*) FROM scored_transactions GROUP BY 1"
     ./spark-submit.sh sql --file queries/daily_summary.sql
 
-``transactions`` and ``scored_transactions`` are addressable by name. A query that does not
-parse or names an unknown table or column prints Spark's message and exits non-zero.
+``transactions`` and ``scored_transactions`` are addressable by name. Only one query runs
+(SELECT, WITH, VALUES, TABLE): a statement that would write, drop, alter, create or configure,
+or a query calling reflect/java_method/try_reflect or TRANSFORM ... USING, is refused with exit
+2 before anything runs. A query that does not parse or names an unknown table or column prints
+Spark's message and exits 2.
 """
 
 from __future__ import annotations
@@ -19,31 +22,53 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines.cli import job_parser, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError
+from pipelines.read_only_sql import parse_read_only_query, query_dataframe
 from pipelines.session import get_spark
 from pipelines.tables import is_delta_table
 
 
+def existing_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
+    """The project's tables that exist, by name, with their locations."""
+    return {
+        name: path
+        for name, path in (
+            (settings.tables.transactions, settings.tables.transactions_path),
+            (settings.tables.scored, settings.tables.scored_path),
+        )
+        if is_delta_table(spark, path)
+    }
+
+
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
     """Make each existing table addressable by its name; return the names registered."""
-    names = []
-    for name, path in (
-        (settings.tables.transactions, settings.tables.transactions_path),
-        (settings.tables.scored, settings.tables.scored_path),
-    ):
-        if is_delta_table(spark, path):
-            spark.read.format("delta").load(path).createOrReplaceTempView(name)
-            names.append(name)
-    return names
+    tables = existing_tables(spark, settings)
+    for name, path in tables.items():
+        spark.read.format("delta").load(path).createOrReplaceTempView(name)
+    return list(tables)
 
 
 def run(spark: SparkSession, settings: Settings, *, query: str) -> DataFrame:
+    """The result of one read-only query over the project's tables (lazy: run when shown).
+
+    :raises NotAQueryError: ``query`` is not a single query, or calls out of the engine; it is
+        refused before it runs (a statement that is not a query, before any table is read).
+    :raises InvalidArgumentError: it does not parse, or names an unknown table or column.
+    """
+    try:
+        checked = parse_read_only_query(spark, query)
+    except ParseException as exc:
+        raise _query_failed(exc, list(existing_tables(spark, settings))) from exc
     tables = register_tables(spark, settings)
     try:
-        return spark.sql(query)
-    except (AnalysisException, ParseException) as exc:
-        raise InvalidArgumentError(
-            f"the query failed: {exc.getMessage()}\n(tables available: {', '.join(tables) or 'none yet'})"
-        ) from exc
+        return query_dataframe(spark, checked)
+    except AnalysisException as exc:
+        raise _query_failed(exc, tables) from exc
+
+
+def _query_failed(exc: AnalysisException, tables: list[str]) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"the query failed: {exc.getMessage()}\n(tables available: {', '.join(tables) or 'none yet'})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
