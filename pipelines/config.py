@@ -244,7 +244,9 @@ class _MlflowSection(_Section):
     experiment: _Text
     model_name: _Text
     champion_alias: _Text = "champion"
-    request_timeout_seconds: _Number = Field(10.0, gt=0)
+    # Whole seconds, like the backoff factor: MLflow reads both with int(), and "2.5" in its
+    # MLFLOW_HTTP_REQUEST_TIMEOUT would fail the first request instead of timing it.
+    request_timeout_seconds: _Integer = Field(10, gt=0)
     request_max_retries: _Integer = Field(2, ge=0)
     request_backoff_factor: _Integer = Field(1, ge=0)
 
@@ -307,7 +309,7 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             experiment=mlflow.experiment,
             model_name=mlflow.model_name,
             champion_alias=mlflow.champion_alias,
-            request_timeout_seconds=mlflow.request_timeout_seconds,
+            request_timeout_seconds=float(mlflow.request_timeout_seconds),
             request_max_retries=mlflow.request_max_retries,
             request_backoff_factor=mlflow.request_backoff_factor,
         ),

@@ -174,7 +174,7 @@ def test_spark_conf_values_are_written_as_spark_spells_them(tmp_path):
 def test_mlflow_request_limits_have_defaults(tmp_path):
     path = local_config_with(
         tmp_path, ("request_timeout_seconds = 10.0\n", ""), ("request_max_retries = 2\n", ""),
-        ("request_backoff_factor = 1.0\n", ""),
+        ("request_backoff_factor = 1\n", ""),
     )
     mlflow = load_settings(path).mlflow
     assert (mlflow.request_timeout_seconds, mlflow.request_max_retries, mlflow.request_backoff_factor) == (10.0, 2, 1.0)
@@ -183,12 +183,12 @@ def test_mlflow_request_limits_have_defaults(tmp_path):
 def test_mlflow_request_limits_can_be_set(tmp_path, monkeypatch):
     monkeypatch.setenv("RETRIES", "0")
     path = local_config_with(
-        tmp_path, ("request_timeout_seconds = 10.0", "request_timeout_seconds = 2.5"),
+        tmp_path, ("request_timeout_seconds = 10.0", "request_timeout_seconds = 3"),
         ("request_max_retries = 2", 'request_max_retries = "${RETRIES}"'),
-        ("request_backoff_factor = 1.0", "request_backoff_factor = 0"),
+        ("request_backoff_factor = 1", "request_backoff_factor = 0"),
     )
     mlflow = load_settings(path).mlflow
-    assert (mlflow.request_timeout_seconds, mlflow.request_max_retries, mlflow.request_backoff_factor) == (2.5, 0, 0.0)
+    assert (mlflow.request_timeout_seconds, mlflow.request_max_retries, mlflow.request_backoff_factor) == (3.0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -197,8 +197,11 @@ def test_mlflow_request_limits_can_be_set(tmp_path, monkeypatch):
         ("request_timeout_seconds = 10.0", "request_timeout_seconds = 0",
          "request_timeout_seconds: must be greater than 0"),
         ("request_max_retries = 2", "request_max_retries = -1", "request_max_retries: must be at least 0"),
-        ("request_backoff_factor = 1.0", 'request_backoff_factor = "soon"',
-         "request_backoff_factor: expected a number"),
+        # MLflow reads the timeout and the factor with int(): a fraction would fail its first request.
+        ("request_timeout_seconds = 10.0", "request_timeout_seconds = 2.5",
+         "request_timeout_seconds: expected an integer, got 2.5"),
+        ("request_backoff_factor = 1", 'request_backoff_factor = "soon"',
+         "request_backoff_factor: expected an integer, got 'soon'"),
     ],
 )
 def test_mlflow_request_limits_out_of_range_are_refused(tmp_path, old, new, message):
