@@ -2,6 +2,8 @@
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
+# Airflow, to check deploy/airflow_dag.py, in a venv of its own: its pins would move mlflow's.
+AIRFLOW_VENV := .venv-airflow
 # Delta Lake for Spark 4.0 (Scala 2.13). Keep in step with delta-spark in setup.py.
 DELTA_VERSION := 4.0.1
 DELTA_JARS  := io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION)
@@ -18,6 +20,12 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+$(AIRFLOW_VENV)/.installed: deploy/airflow-requirements.txt deploy/airflow-constraints.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c deploy/airflow-constraints.txt -r deploy/airflow-requirements.txt
 	touch $@
 
 # Maven Central through Maven itself: pinned, cached in ~/.m2, copied into .jars (git-ignored).
@@ -38,7 +46,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint deploy/Dockerfile
 
-test: setup lint
+test: setup lint $(AIRFLOW_VENV)/.installed
 	$(VENV)/bin/pytest
 
 # Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
@@ -53,4 +61,4 @@ clean-state:
 	rm -rf lake mlruns
 
 clean: clean-state
-	rm -rf $(VENV) .jars build
+	rm -rf $(VENV) $(AIRFLOW_VENV) .jars build
