@@ -12,6 +12,7 @@ from pyspark.ml import Transformer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.clock import as_utc
 from pipelines.model import fraud_probability
 from pipelines.schema import SCORED_COLS, TXN_DATE
 
@@ -43,7 +44,7 @@ def score(
     :param transactions: rows of the ``transactions`` table (any number of days).
     :param model: the fitted pipeline of ``model_ref``.
     :param source_table_version: the Delta version of ``transactions`` the rows were read at.
-    :param scored_at: when this scoring ran; the same for every row of one run.
+    :param scored_at: when this scoring ran; the same for every row of one run (naive = UTC).
 
     Example::
 
@@ -61,6 +62,6 @@ def score(
         .withColumn("model_run_id", F.lit(model_ref.run_id))
         .withColumn("model_uri", F.lit(model_ref.uri))
         .withColumn("source_table_version", F.lit(source_table_version).cast("long"))
-        .withColumn("scored_at", F.lit(scored_at).cast("timestamp"))
+        .withColumn("scored_at", F.lit(as_utc(scored_at)).cast("timestamp"))
         .select(*SCORED_COLS)
     )

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pipelines.clock import as_utc
 from pipelines.errors import NoDataError, SchemaError
 from pipelines.schema import EVENT_TS, LABEL_COL, RAW_COLS, TRANSACTION_ID, TXN_DATE, require_columns
 
@@ -33,13 +34,9 @@ class RawFileSummary:
     extra_columns: tuple[str, ...] = ()
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def max_time_seconds(start: datetime) -> float:
     """The largest ``Time`` whose event time (``start`` + ``Time`` seconds) a timestamp holds."""
-    return (LAST_EVENT_TS - _as_utc(start)).total_seconds()
+    return (LAST_EVENT_TS - as_utc(start)).total_seconds()
 
 
 def _value_problem(column: str, *, max_time: float) -> Column:
@@ -102,8 +99,8 @@ def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawF
         raise SchemaError(f"{source} has values that are not {expected}: " + "; ".join(problems))
     return RawFileSummary(
         rows=summary["rows"],
-        first_day=(_as_utc(start) + timedelta(seconds=summary["min_time"])).date(),
-        last_day=(_as_utc(start) + timedelta(seconds=summary["max_time"])).date(),
+        first_day=(as_utc(start) + timedelta(seconds=summary["min_time"])).date(),
+        last_day=(as_utc(start) + timedelta(seconds=summary["max_time"])).date(),
         extra_columns=tuple(column for column in raw_df.columns if column not in RAW_COLS),
     )
 
@@ -128,7 +125,7 @@ def with_event_time(df: DataFrame, *, start: datetime) -> DataFrame:
 
     A ``start`` without a time zone is taken as UTC.
     """
-    event_ts = F.timestamp_seconds(F.lit(_as_utc(start).timestamp()) + F.col("Time"))
+    event_ts = F.timestamp_seconds(F.lit(as_utc(start).timestamp()) + F.col("Time"))
     return df.withColumn(EVENT_TS, event_ts).withColumn(TXN_DATE, F.to_date(F.col(EVENT_TS)))
 
 
@@ -168,5 +165,5 @@ def prepare_transactions(
         TXN_DATE,
         *RAW_COLS,
         F.lit(source_file).alias("source_file"),
-        F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        F.lit(as_utc(ingested_at)).cast("timestamp").alias("ingested_at"),
     )

@@ -6,6 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from pipelines.errors import NoDataError, SchemaError
 from pipelines.schema import RAW_COLS
@@ -18,6 +19,8 @@ from pipelines.transactions import (
     with_transaction_id,
 )
 
+UTC = timezone.utc
+# Naive, as in conf/: the library takes it as UTC.
 START = datetime(2013, 9, 1)
 
 
@@ -30,18 +33,30 @@ def raw_frame(spark, rows, columns=RAW_COLS):
     return spark.createDataFrame(rows, ", ".join(f"`{c}` string" for c in columns))
 
 
+@pytest.mark.timezone
 def test_event_time_counts_seconds_from_the_start_in_utc(spark):
     source_df = spark.createDataFrame([(0.0,), (86399.5,), (86400.0,)], "Time double")
     actual_df = with_event_time(source_df, start=START)
     expected_df = spark.createDataFrame(
         [
-            (0.0, datetime(2013, 9, 1, 0, 0, 0), date(2013, 9, 1)),
-            (86399.5, datetime(2013, 9, 1, 23, 59, 59, 500000), date(2013, 9, 1)),
-            (86400.0, datetime(2013, 9, 2, 0, 0, 0), date(2013, 9, 2)),
+            (0.0, datetime(2013, 9, 1, 0, 0, 0, tzinfo=UTC), date(2013, 9, 1)),
+            (86399.5, datetime(2013, 9, 1, 23, 59, 59, 500000, tzinfo=UTC), date(2013, 9, 1)),
+            (86400.0, datetime(2013, 9, 2, 0, 0, 0, tzinfo=UTC), date(2013, 9, 2)),
         ],
         "Time double, event_ts timestamp, txn_date date",
     )
     assert_df_equality(actual_df, expected_df)
+
+
+@pytest.mark.timezone
+def test_naive_instants_are_utc_whatever_the_machines_zone(spark):
+    # A naive datetime reaches Spark in the process's zone unless the library makes it UTC.
+    prepared = prepare_transactions(raw_frame(spark, [raw_row("0.0")]), start=START, source_file="x.csv",
+                                    ingested_at=datetime(2026, 11, 25, 23, 30))
+    as_text = prepared.select(F.date_format("event_ts", "yyyy-MM-dd HH:mm").alias("event_ts"),
+                              F.date_format("ingested_at", "yyyy-MM-dd HH:mm").alias("ingested_at"), "txn_date")
+    assert as_text.first().asDict() == {"event_ts": "2013-09-01 00:00", "ingested_at": "2026-11-25 23:30",
+                                        "txn_date": date(2013, 9, 1)}
 
 
 def test_exact_duplicate_rows_get_different_ids(spark):
@@ -99,7 +114,7 @@ def test_the_largest_time_that_a_timestamp_holds_is_accepted(spark):
     summary = check_raw_values(raw_frame(spark, [raw_row(repr(last))]), source="x.csv", start=START)
     assert summary.last_day == date(9999, 12, 31)
     prepared = prepare_transactions(raw_frame(spark, [raw_row(repr(last))]), start=START, source_file="x.csv",
-                                    ingested_at=datetime(2026, 11, 25, tzinfo=timezone.utc))
+                                    ingested_at=datetime(2026, 11, 25, tzinfo=UTC))
     assert prepared.first()["txn_date"] == date(9999, 12, 31)
 
 
@@ -135,13 +150,14 @@ def test_check_returns_rows_and_days_covered(spark):
 
 
 def test_prepared_rows_keep_the_values_and_add_lineage(spark):
-    ingested_at = datetime(2026, 11, 25, 6, 0)
+    ingested_at = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
     actual_df = prepare_transactions(
         raw_frame(spark, [raw_row("3600.0", amount="42.5", label="1")]),
         start=START, source_file="day1.csv", ingested_at=ingested_at,
     ).drop("transaction_id")
     expected_df = spark.createDataFrame(
-        [(datetime(2013, 9, 1, 1), date(2013, 9, 1), 3600.0, 0.5, *[0.0] * 27, 42.5, 1, "day1.csv", ingested_at)],
+        [(datetime(2013, 9, 1, 1, tzinfo=UTC), date(2013, 9, 1), 3600.0, 0.5, *[0.0] * 27, 42.5, 1, "day1.csv",
+          ingested_at)],
         "event_ts timestamp, txn_date date, Time double, "
         + ", ".join(f"V{i} double" for i in range(1, 29))
         + ", Amount double, Class int, source_file string, ingested_at timestamp",
