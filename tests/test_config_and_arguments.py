@@ -29,12 +29,20 @@ def test_cluster_config_takes_its_locations_from_the_environment(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.internal")
     monkeypatch.setenv("FRAUD_ENV_ARCHIVE", "hdfs:///envs/fraud.tar.gz")
     monkeypatch.setenv("FRAUD_IMAGE", "registry/fraud:1")
+    monkeypatch.setenv("FRAUD_DELTA_LOG_TABLE", "fraud_delta_log")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
     settings = load_settings("cluster")
     assert settings.spark.master == "yarn"
     assert settings.tables.scored_path == "s3a://risk-lake/fraud/scored_transactions"
     assert settings.mlflow.tracking_uri == "https://mlflow.internal"
     assert settings.mlflow.request_timeout_seconds == 10.0
     assert settings.spark.conf["spark.ui.showConsoleProgress"] == "false"
+    # Concurrent jobs writing one table on S3 commit through DynamoDB (see cluster.toml).
+    assert settings.spark.conf["spark.delta.logStore.s3a.impl"] == "io.delta.storage.S3DynamoDBLogStore"
+    assert settings.spark.conf["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == "fraud_delta_log"
+    # The executors' interpreter only: spark-submit.sh gives the driver its own.
+    assert settings.spark.conf["spark.pyspark.python"] == "./environment/bin/python"
+    assert "spark.pyspark.driver.python" not in settings.spark.conf
 
 
 def test_an_unset_environment_variable_is_named(monkeypatch):
