@@ -24,6 +24,8 @@ setup(
         "scipy",
         "scikit-learn",
         "matplotlib",
+        # Checks the conf/ files (unknown keys, types, ranges); already a dependency of mlflow.
+        "pydantic",
     ],
     extras_require={
         # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
