@@ -36,7 +36,7 @@ except ImportError:  # Airflow 2 (and Airflow 3 releases whose SDK lacks the tim
 
 PROJECT = "/opt/fraud-scoring"
 ENV = "cluster"
-# The day's transactions file lands in the landing bucket within two hours of midnight UTC.
+# How long after midnight UTC the day's file is given to land: 02:15, as the schedule always had.
 FILE_LANDS_AFTER = timedelta(hours=2, minutes=15)
 # The UTC day the run covers, e.g. 2026-11-24 for the run that starts on 2026-11-25 at 02:15.
 DAY = "{{ data_interval_start | ds }}"
@@ -55,7 +55,7 @@ with DAG(
     # so its interval would run from 02:15 to 02:15 and not be a calendar day; a trigger
     # timetable with a fixed interval would keep a logical date of 02:15 on D+1 and give manual
     # runs a window that is not a day. The interval stays the calendar day and this task holds
-    # the run until data_interval_end + 02:15, i.e. 02:15 UTC on D+1. For a backfill or a
+    # the run until data_interval_end + 2 h 15 min, i.e. 02:15 UTC on D+1. For a backfill or a
     # cleared run that moment is past, so it succeeds at once. "reschedule" frees the worker
     # slot between pokes and needs no triggerer.
     wait_until_0215 = TimeDeltaSensor(
