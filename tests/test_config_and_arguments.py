@@ -224,12 +224,14 @@ def test_delta_settings_are_always_there_and_jvm_options_are_appended():
     assert "-XX:TieredStopAtLevel=1" in conf["spark.driver.extraJavaOptions"]
 
 
+@pytest.mark.timezone
 @pytest.mark.parametrize("text", ["2013-02-30", "yesterday", "2013-09-01' OR '1'='1", "2013-9-1", ""])
 def test_calendar_date_refuses_anything_but_a_real_date(text):
     with pytest.raises(argparse.ArgumentTypeError):
         calendar_date(text)
 
 
+@pytest.mark.timezone
 def test_calendar_date_takes_a_real_date():
     assert calendar_date("2012-02-29") == date(2012, 2, 29)
 
@@ -238,10 +240,12 @@ def score_args(date=None, start_date=None, end_date=None):
     return argparse.Namespace(date=date, start_date=start_date, end_date=end_date)
 
 
+@pytest.mark.timezone
 def test_days_to_score_defaults_to_yesterday():
     assert days_to_score(score_args(), date(2013, 9, 3)) == [date(2013, 9, 2)]
 
 
+@pytest.mark.timezone
 def test_days_to_score_expands_a_range():
     days = days_to_score(score_args(start_date=date(2013, 8, 31), end_date=date(2013, 9, 2)), date.today())
     assert days == [date(2013, 8, 31), date(2013, 9, 1), date(2013, 9, 2)]
