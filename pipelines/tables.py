@@ -65,11 +65,19 @@ def reading_input(source: str) -> Iterator[None]:
         raise UnreadableInputError(f"cannot read {source}: {reason}; nothing was written") from exc
 
 
+def _java_causes(exc: Exception) -> list:
+    """The Java exception behind a PySpark error, then its causes, outermost first."""
+    causes, cause = [], getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    while cause is not None and len(causes) < 20:
+        causes.append(cause)
+        cause = cause.getCause()
+    return causes
+
+
 def _read_failure(exc: Exception, file_name: str) -> str | None:
     """The I/O error behind a Spark failure to read ``file_name``, or None if it is not one."""
-    cause = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
     names_file, io_error = False, None
-    while cause is not None:
+    for cause in _java_causes(exc):
         names_file = names_file or file_name in str(cause.getMessage() or "")
         classes, klass = [], cause.getClass()
         while klass is not None:
@@ -77,7 +85,6 @@ def _read_failure(exc: Exception, file_name: str) -> str | None:
             klass = klass.getSuperclass()
         if "java.io.IOException" in classes:
             io_error = f"{classes[0]}: {cause.getMessage()}"
-        cause = cause.getCause()
     return io_error if names_file and io_error else None
 
 
@@ -117,19 +124,28 @@ class Commit:
 
 # Delta's conflicts between two writers that touched the same files: the loser's whole write
 # can simply run again (both writes here are idempotent), on the table as the winner left it.
+# They reach Python as Delta's own exceptions or, from a DataFrameWriter, as a Py4JJavaError.
 _CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
-              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException)
+              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
+              ProtocolChangedException)
+_JAVA_CONFLICTS = {f"io.delta.exceptions.{conflict.__name__}" for conflict in _CONFLICTS}
 WRITE_ATTEMPTS = 3
 # How far back a table's history is searched for a write's own commit.
 HISTORY_SEARCHED = 100
+
+
+def _is_conflict(exc: Exception) -> bool:
+    return isinstance(exc, _CONFLICTS) or any(
+        cause.getClass().getName() in _JAVA_CONFLICTS for cause in _java_causes(exc)
+    )
 
 
 def _with_retries(write: Callable[[], T]) -> T:
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             return write()
-        except _CONFLICTS:
-            if attempt == WRITE_ATTEMPTS:
+        except Exception as exc:
+            if attempt == WRITE_ATTEMPTS or not _is_conflict(exc):
                 raise
     raise AssertionError("unreachable")
 
@@ -172,9 +188,9 @@ def insert_new_transactions(
         try:
             prepared.write.format("delta").partitionBy(TXN_DATE).option("userMetadata", metadata).save(path)
             return find_commit(spark, path, write_id)
-        except (AnalysisException, ProtocolChangedException, *_CONFLICTS):
+        except Exception as exc:
             # Another ingest created the table first: insert into it like any later file.
-            if not is_delta_table(spark, path):
+            if not (isinstance(exc, AnalysisException) or _is_conflict(exc)) or not is_delta_table(spark, path):
                 raise
     in_days = f"t.{TXN_DATE} BETWEEN {sql_date(first_day)} AND {sql_date(last_day)}"
 

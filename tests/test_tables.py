@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
@@ -88,3 +89,34 @@ def test_sql_date_takes_only_real_dates():
     assert sql_date(date(2013, 9, 1)) == "DATE'2013-09-01'"
     with pytest.raises(TypeError):
         sql_date("2013-09-01' OR '1'='1")
+
+
+def test_two_writers_replacing_the_same_day_at_once_both_finish_and_leave_one_copy(spark, tmp_path):
+    path = str(tmp_path / "scored")
+    day = date(2013, 9, 1)
+    replace_day(spark.createDataFrame([("a", day, 0.1)], SCHEMA), path, day=day)
+    first = spark.createDataFrame([("a", day, 0.2), ("b", day, 0.2)], SCHEMA)
+    second = spark.createDataFrame([("a", day, 0.3), ("b", day, 0.3)], SCHEMA)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        commits = list(pool.map(lambda scored: replace_day(scored, path, day=day), [first, second]))
+    assert sorted(commit.version for commit in commits) == [1, 2]
+    actual = spark.read.format("delta").load(path)
+    assert actual.count() == 2
+    # the last commit's rows, whole
+    last = max(commits, key=lambda commit: commit.version)
+    expected = first if last is commits[0] else second
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_two_ingests_creating_the_table_at_once_keep_every_row_once(spark, tmp_path):
+    path = str(tmp_path / "transactions")
+    day = date(2013, 9, 1)
+    first = spark.createDataFrame([("a", day, 1.0), ("b", day, 2.0)], SCHEMA)
+    second = spark.createDataFrame([("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        commits = list(pool.map(lambda rows: insert_new_transactions(spark, rows, path, first_day=day, last_day=day),
+                                [first, second]))
+    assert sum(commit.rows for commit in commits) == 3
+    actual_df = spark.read.format("delta").load(path)
+    expected_df = spark.createDataFrame([("a", day, 1.0), ("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
