@@ -41,9 +41,10 @@ def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at
         log.warning("ingest: %s has column(s) outside the dataset's format, not ingested: %s",
                     input_path, ", ".join(summary.extra_columns))
     log.info(
-        "ingest: %s: %d rows covering %s..%s; %d new, %d already in %s (version %d)%s",
+        "ingest: %s: %d rows covering %s..%s; %d new, %d already in %s (%s)%s",
         input_path, summary.rows, summary.first_day, summary.last_day,
-        commit.rows, summary.rows - commit.rows, settings.tables.transactions_path, commit.version,
+        commit.rows, summary.rows - commit.rows, settings.tables.transactions_path,
+        "unchanged" if commit.version is None else f"version {commit.version}",
         f"; ignored column(s): {', '.join(summary.extra_columns)}" if summary.extra_columns else "",
     )
     return commit.rows

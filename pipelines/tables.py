@@ -116,9 +116,13 @@ def sql_date(day: date) -> str:
 
 @dataclass(frozen=True)
 class Commit:
-    """What one write committed: the Delta version it created and the rows it wrote."""
+    """What one write committed: the Delta version it created and the rows it wrote.
 
-    version: int
+    ``version`` is None when the write changed nothing, so Delta made no commit (an insert-only
+    MERGE of rows that are all there already).
+    """
+
+    version: int | None
     rows: int
 
 
@@ -196,13 +200,16 @@ def insert_new_transactions(
 
     def merge() -> Commit:
         with _session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", metadata):
-            (
+            metrics = (
                 DeltaTable.forPath(spark, path).alias("t")
                 .merge(prepared.alias("s"), f"{in_days} AND t.{TXN_DATE} = s.{TXN_DATE} "
                                             f"AND t.{TRANSACTION_ID} = s.{TRANSACTION_ID}")
                 .whenNotMatchedInsertAll()
                 .execute()
+                .first()
             )
+        if int(metrics["num_inserted_rows"]) == 0:
+            return Commit(version=None, rows=0)
         return find_commit(spark, path, write_id)
 
     return _with_retries(merge)

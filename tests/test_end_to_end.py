@@ -69,8 +69,10 @@ def test_ingest_keeps_every_real_row_once_including_exact_duplicates(spark, demo
 
 def test_ingesting_the_same_file_again_adds_nothing(spark, demo):
     path = demo.settings.tables.transactions_path
+    version_before = version_of(spark, path)
     again = ingest.run(spark, demo.settings, input_path=str(SAMPLE_CSV), ingested_at=SCORED_AT)
     assert again == 0
+    assert version_of(spark, path) == version_before
     assert read(spark, path).count() == 5412
     assert read(spark, path).filter(F.col("ingested_at") != F.lit(INGESTED_AT)).count() == 0
 
@@ -298,6 +300,6 @@ def test_ingest_of_a_bad_file_exits_2_naming_the_column_and_the_file(tmp_path):
     bad = write_csv(tmp_path / "amounts.csv", header, [rows[0], rows[1].rsplit(",", 2)[0] + ",12.5 EUR,0"])
     result = submit("ingest", "--input", bad, conf=conf_file(tmp_path))
     assert result.returncode == 2, result.output[-2000:]
-    assert f"error: {bad} has values that are not numbers" in result.output
+    assert f"error: {bad} has values that are not finite numbers" in result.output
     assert "Amount: 1 bad value(s), e.g. '12.5 EUR'" in result.output
     assert not (tmp_path / "lake" / "transactions").exists()

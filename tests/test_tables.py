@@ -80,6 +80,9 @@ def test_inserting_the_same_rows_twice_keeps_one_copy(spark, tmp_path):
     assert insert_new_transactions(spark, source_df, path, first_day=day, last_day=day) == Commit(0, 2)
     more_df = spark.createDataFrame([("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
     assert insert_new_transactions(spark, more_df, path, first_day=day, last_day=day) == Commit(1, 1)
+    # Nothing new: Delta makes no commit, and the write says so.
+    assert insert_new_transactions(spark, more_df, path, first_day=day, last_day=day) == Commit(None, 0)
+    assert DeltaTable.forPath(spark, path).history().count() == 2
     actual_df = spark.read.format("delta").load(path)
     expected_df = spark.createDataFrame([("a", day, 1.0), ("b", day, 2.0), ("c", day, 3.0)], SCHEMA)
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
