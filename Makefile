@@ -39,6 +39,7 @@ $(AIRFLOW_VENV)/.installed: deploy/airflow-requirements.txt deploy/airflow-const
 demo: setup
 	./spark-submit.sh ingest --input $(SAMPLE)
 	./spark-submit.sh train
+	./spark-submit.sh promote
 	./spark-submit.sh score --start-date $(DEMO_START) --end-date $(DEMO_END)
 	./spark-submit.sh sql --file queries/daily_summary.sql
 

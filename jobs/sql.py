@@ -34,6 +34,7 @@ def existing_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
         for name, path in (
             (settings.tables.transactions, settings.tables.transactions_path),
             (settings.tables.scored, settings.tables.scored_path),
+            (settings.tables.promotions, settings.tables.promotions_path),
         )
         if is_delta_table(spark, path)
     }

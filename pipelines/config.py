@@ -52,6 +52,10 @@ class TableSettings:
     root: str
     transactions: str = "transactions"
     scored: str = "scored_transactions"
+    # Scores of models that do not decide (score --shadow): a challenger's, beside the champion's.
+    shadow: str = "shadow_scored_transactions"
+    # Every promotion decision and rollback, one row each.
+    promotions: str = "promotions"
 
     @property
     def transactions_path(self) -> str:
@@ -60,6 +64,14 @@ class TableSettings:
     @property
     def scored_path(self) -> str:
         return f"{self.root.rstrip('/')}/{self.scored}"
+
+    @property
+    def shadow_path(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.shadow}"
+
+    @property
+    def promotions_path(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.promotions}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ class MlflowSettings:
     experiment: str
     model_name: str
     champion_alias: str = "champion"
+    # What train registers a new version as; only promote moves the champion.
+    challenger_alias: str = "challenger"
     # How long one HTTP request to the tracking server may take, and how often a failed one is
     # retried (with this backoff factor): small, so that an unreachable server fails a job fast.
     request_timeout_seconds: float = 10.0
@@ -102,6 +116,23 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class PromoteSettings:
+    """The promotion gate's limits (``[promote]``); see pipelines/promotion.py."""
+
+    min_auc_pr: float = 0.7
+    min_recall: float = 0.6
+    # Alerts per 100,000 transactions at the real class balance, at the version's threshold.
+    alerts_per_100k: tuple[float, float] = (10.0, 2000.0)
+    # The largest drop in AUC-PR against the champion tolerated at 95% confidence.
+    max_auc_pr_drop: float = 0.02
+    # With a champion but no labelled rows that neither version was fitted on: "refuse", or
+    # "absolute_only" (the comparison is skipped; the absolute checks decide).
+    without_unseen_rows: str = "refuse"
+    bootstrap_samples: int = 1000
+    seed: int = 7
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     spark: SparkSettings
@@ -109,6 +140,7 @@ class Settings:
     mlflow: MlflowSettings
     ingest: IngestSettings
     train: TrainSettings
+    promote: PromoteSettings = field(default_factory=PromoteSettings)
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -119,8 +151,7 @@ def with_state_in(settings: Settings, folder: Path) -> Settings:
     store = f"sqlite:///{folder / 'mlflow.db'}"
     return replace(
         settings,
-        tables=TableSettings(root=str(folder / "lake"), transactions=settings.tables.transactions,
-                             scored=settings.tables.scored),
+        tables=replace(settings.tables, root=str(folder / "lake")),
         mlflow=replace(settings.mlflow, tracking_uri=store, registry_uri=store,
                        artifact_location=str(folder / "artifacts")),
     )
@@ -235,6 +266,8 @@ class _TablesSection(_Section):
     root: _Text
     transactions: _Text = "transactions"
     scored: _Text = "scored_transactions"
+    shadow: _Text = "shadow_scored_transactions"
+    promotions: _Text = "promotions"
 
 
 class _MlflowSection(_Section):
@@ -244,6 +277,7 @@ class _MlflowSection(_Section):
     experiment: _Text
     model_name: _Text
     champion_alias: _Text = "champion"
+    challenger_alias: _Text = "challenger"
     # Whole seconds, like the backoff factor: MLflow reads both with int(), and "2.5" in its
     # MLFLOW_HTTP_REQUEST_TIMEOUT would fail the first request instead of timing it.
     request_timeout_seconds: _Integer = Field(10, gt=0)
@@ -283,12 +317,26 @@ class _TrainSection(_Section):
     ensemble: _EnsembleSection = Field(default_factory=_EnsembleSection)
 
 
+_DEFAULT_PROMOTE = PromoteSettings()
+
+
+class _PromoteSection(_Section):
+    min_auc_pr: _Number = Field(_DEFAULT_PROMOTE.min_auc_pr, ge=0, le=1)
+    min_recall: _Number = Field(_DEFAULT_PROMOTE.min_recall, ge=0, le=1)
+    alerts_per_100k: list[_Number] = Field(list(_DEFAULT_PROMOTE.alerts_per_100k), min_length=2, max_length=2)
+    max_auc_pr_drop: _Number = Field(_DEFAULT_PROMOTE.max_auc_pr_drop, ge=0, le=1)
+    without_unseen_rows: Literal["refuse", "absolute_only"] = "refuse"
+    bootstrap_samples: _Integer = Field(_DEFAULT_PROMOTE.bootstrap_samples, ge=100)
+    seed: _Integer = Field(_DEFAULT_PROMOTE.seed, ge=0)
+
+
 class _ConfigFile(_Section):
     spark: _SparkSection
     tables: _TablesSection
     mlflow: _MlflowSection
     ingest: _IngestSection
     train: _TrainSection
+    promote: _PromoteSection = Field(default_factory=_PromoteSection)
 
 
 def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
@@ -301,6 +349,8 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             root=_resolve_path(file.tables.root, root),
             transactions=file.tables.transactions,
             scored=file.tables.scored,
+            shadow=file.tables.shadow,
+            promotions=file.tables.promotions,
         ),
         mlflow=MlflowSettings(
             tracking_uri=_resolve_uri(mlflow.tracking_uri, root),
@@ -309,6 +359,7 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             experiment=mlflow.experiment,
             model_name=mlflow.model_name,
             champion_alias=mlflow.champion_alias,
+            challenger_alias=mlflow.challenger_alias,
             request_timeout_seconds=float(mlflow.request_timeout_seconds),
             request_max_retries=mlflow.request_max_retries,
             request_backoff_factor=mlflow.request_backoff_factor,
@@ -332,6 +383,15 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             candidates=train.candidates,
             ensemble_members=tuple(train.ensemble.members),
             fit_partitions=train.fit_partitions,
+        ),
+        promote=PromoteSettings(
+            min_auc_pr=file.promote.min_auc_pr,
+            min_recall=file.promote.min_recall,
+            alerts_per_100k=(min(file.promote.alerts_per_100k), max(file.promote.alerts_per_100k)),
+            max_auc_pr_drop=file.promote.max_auc_pr_drop,
+            without_unseen_rows=file.promote.without_unseen_rows,
+            bootstrap_samples=file.promote.bootstrap_samples,
+            seed=file.promote.seed,
         ),
     )
 

@@ -44,3 +44,17 @@ class ServiceUnavailableError(FraudScoringError):
     """
 
     exit_code = 3
+
+
+class PromotionRefusedError(FraudScoringError):
+    """The promotion gate refused a version: the champion is unchanged (the decision is recorded).
+
+    Not bad input and not a failure to retry: its own exit code.
+    """
+
+    exit_code = 4
+
+
+class ModelInputError(SchemaError):
+    """Rows to score lack a feature column the model reads, hold it in a type that is not a
+    number, or hold a value the model cannot take (null, NaN, infinite)."""

@@ -25,6 +25,11 @@ from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ServiceUn
 from pipelines.scoring import ModelRef
 
 THRESHOLD_TAG = "decision_threshold"
+# The days whose rows (at the version's source.table_version) the model was fitted on.
+FITTED_DAYS_TAG = "fitted.days"
+# How many real normal transactions one normal training row stood for (the sample's
+# down-sampling): what turns the model's score into a probability at the real class balance.
+NORMAL_WEIGHT_TAG = "normal_weight"
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
 
 
@@ -76,10 +81,19 @@ def _unreachable(exc: BaseException) -> str | None:
     return None
 
 
+# The experiment's kind, as the MLflow UI's experiment-type selector writes it: "Machine
+# learning" (training runs), not "GenAI apps & agents" (traces). MLflow 3.17's UI itself opens
+# an experiment on its sidebar switch (GenAI / Model training), not on this tag; see README "MLflow".
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def configure_mlflow(settings: MlflowSettings) -> str:
     """Point MLflow at the environment's tracking server and registry; return the experiment id.
 
-    The experiment is created on first use, with its artifacts under ``artifact_location``.
+    The experiment is created on first use, with its artifacts under ``artifact_location``, and
+    marked as a model-training experiment (:data:`EXPERIMENT_KIND_TAG`); one that lacks the mark
+    (a store from before it) gets it, one marked otherwise keeps its kind.
     Requests to a tracking server are bounded in time (:func:`limit_requests`).
     """
     limit_requests(settings)
@@ -88,11 +102,15 @@ def configure_mlflow(settings: MlflowSettings) -> str:
     experiment = mlflow.get_experiment_by_name(settings.experiment)
     if experiment is not None:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     else:
         location = settings.artifact_location
         if location and "://" not in location:
             location = Path(location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(settings.experiment, artifact_location=location)
+        experiment_id = mlflow.create_experiment(
+            settings.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+        )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -144,9 +162,49 @@ def model_ref(model_version: ModelVersion) -> ModelRef:
         version=str(model_version.version),
         run_id=model_version.run_id,
         threshold=float(model_version.tags[THRESHOLD_TAG]),
+        # Versions registered before the tag existed were fitted at the balance they score.
+        normal_weight=float(model_version.tags.get(NORMAL_WEIGHT_TAG, "1.0")),
     )
 
 
 def load_model(ref: ModelRef) -> PipelineModel:
     """Load the fitted Spark ML pipeline of a registered version."""
     return mlflow.spark.load_model(ref.uri)
+
+
+def _client(settings: MlflowSettings) -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def alias_holder(settings: MlflowSettings, alias: str) -> ModelRef | None:
+    """The version ``alias`` points at, or None when the alias is not set (yet).
+
+    :raises ModelNotFoundError: the registered model itself does not exist.
+    """
+    client = _client(settings)
+    try:
+        model = client.get_registered_model(settings.model_name)
+    except MlflowException as exc:
+        if _unreachable(exc):
+            raise
+        raise ModelNotFoundError(
+            f"the registry at {settings.registry_uri} has no model {settings.model_name!r}: train one first"
+        ) from exc
+    if alias not in model.aliases:
+        return None
+    return model_ref(client.get_model_version_by_alias(settings.model_name, alias))
+
+
+def version_tags(settings: MlflowSettings, ref: ModelRef) -> dict[str, str]:
+    """The tags of a registered version (lineage, threshold, fitted days...)."""
+    return dict(_client(settings).get_model_version(ref.name, ref.version).tags)
+
+
+def run_metrics(settings: MlflowSettings, run_id: str) -> dict[str, float]:
+    """The metrics a training run logged (the held-out day's ``auc_pr``, ``recall``, ...)."""
+    return dict(_client(settings).get_run(run_id).data.metrics)
+
+
+def point_alias(settings: MlflowSettings, alias: str, version: str) -> None:
+    """Move ``alias`` to ``version``: one registry call, so readers see the old or the new."""
+    _client(settings).set_registered_model_alias(settings.model_name, alias, version)

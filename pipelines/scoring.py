@@ -25,6 +25,8 @@ class ModelRef:
     version: str
     run_id: str
     threshold: float
+    # How many real normal transactions one normal training row stood for (1: none dropped).
+    normal_weight: float = 1.0
 
     @property
     def uri(self) -> str:

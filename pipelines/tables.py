@@ -6,8 +6,9 @@ Every write here is one Delta transaction: it lands whole or not at all.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -32,6 +33,9 @@ from pipelines.errors import InvalidArgumentError, NoDataError, UnreadableInputE
 from pipelines.schema import TRANSACTION_ID, TXN_DATE
 
 T = TypeVar("T")
+
+# Delta's table property that makes every later commit record its row changes.
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 
 
 def read_csv_as_strings(spark: SparkSession, path: str) -> DataFrame:
@@ -169,9 +173,10 @@ def find_commit(spark: SparkSession, path: str, write_id: str) -> Commit:
     raise RuntimeError(f"the commit of write {write_id} is not among the last {HISTORY_SEARCHED} of {path}")
 
 
-def _commit_metadata(job: str, write_id: str) -> str:
-    """The ``userMetadata`` of a commit (shown by DESCRIBE HISTORY): which job wrote it."""
-    return json.dumps({"job": job, "write_id": write_id})
+def _commit_metadata(job: str, write_id: str, extra: Mapping[str, object] | None = None) -> str:
+    """The ``userMetadata`` of a commit (shown by DESCRIBE HISTORY): which job wrote it (and
+    whatever else the job records with its commit, ``extra``)."""
+    return json.dumps({**(extra or {}), "job": job, "write_id": write_id})
 
 
 def insert_new_transactions(
@@ -190,7 +195,10 @@ def insert_new_transactions(
     metadata = _commit_metadata("ingest", write_id)
     if not is_delta_table(spark, path):
         try:
-            prepared.write.format("delta").partitionBy(TXN_DATE).option("userMetadata", metadata).save(path)
+            # The change data feed records which days each later commit touches, from the first
+            # commit on (score --catch-up reads it to find days that changed after scoring).
+            (prepared.write.format("delta").partitionBy(TXN_DATE).option(CHANGE_FEED_PROPERTY, "true")
+             .option("userMetadata", metadata).save(path))
             return find_commit(spark, path, write_id)
         except Exception as exc:
             # Another ingest created the table first: insert into it like any later file.
@@ -228,13 +236,16 @@ def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.set(key, previous)
 
 
-def replace_days(scored: DataFrame, path: str, *, days: Sequence[date]) -> Commit:
+def replace_days(
+    scored: DataFrame, path: str, *, days: Sequence[date], metadata: Mapping[str, object] | None = None
+) -> Commit:
     """Replace the partitions of ``days`` in the table at ``path`` with ``scored``, in one commit.
 
     Other days are untouched; readers see the old days or the new ones, never a mix, and a
     job killed part-way leaves the table as it was. Delta refuses the write if any row of
     ``scored`` falls outside ``days``. A conflicting concurrent writer makes it run again.
 
+    :param metadata: recorded in the commit's ``userMetadata`` beside the job and write id.
     :returns: the commit this write created, with the number of rows written.
     """
     if not days:
@@ -248,7 +259,7 @@ def replace_days(scored: DataFrame, path: str, *, days: Sequence[date]) -> Commi
             .mode("overwrite")
             .partitionBy(TXN_DATE)
             .option("replaceWhere", in_days)
-            .option("userMetadata", _commit_metadata("score", write_id))
+            .option("userMetadata", _commit_metadata("score", write_id, metadata))
             .save(path)
         )
         return find_commit(scored.sparkSession, path, write_id)
@@ -274,3 +285,160 @@ def days_present(transactions: DataFrame, first_day: date, last_day: date) -> se
         .select(TXN_DATE).distinct().collect()
     )
     return {row[TXN_DATE] for row in rows}
+
+
+def append_rows(rows: DataFrame, path: str) -> Commit:
+    """Append ``rows`` to the Delta table at ``path`` (created on first use), in one commit."""
+    write_id = uuid.uuid4().hex
+    rows.write.format("delta").mode("append").option("userMetadata", _commit_metadata("append", write_id)).save(path)
+    return find_commit(rows.sparkSession, path, write_id)
+
+
+# --- score: the change data feed of transactions, and a shadow table's rows per model -------
+
+# Commits that change no row: a history holding only these after a point says nothing changed.
+DATA_NEUTRAL_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES",
+                                     "UNSET TBLPROPERTIES"})
+# What Delta says when its change data feed cannot be read over the versions asked for: a
+# version committed while the feed was off, log files cleaned up, a gap in the log.
+_FEED_UNREADABLE = frozenset({"DELTA_MISSING_CHANGE_DATA", "DELTA_VERSIONS_NOT_CONTIGUOUS", "DELTA_FILE_NOT_FOUND",
+                              "DELTA_FILE_OR_DIR_NOT_FOUND", "DELTA_FILE_NOT_FOUND_DETAILED"})
+_MODEL_KEY = re.compile(r"[\w.\- ]+")
+
+
+def replace_model_days(
+    scored: DataFrame, path: str, *, days: Sequence[date], model_name: str, model_version: str,
+    metadata: Mapping[str, object] | None = None,
+) -> Commit:
+    """Replace what one model version scored on ``days`` in the table at ``path``, in one commit.
+
+    The table is partitioned by day, model name and model version, so several models' scores
+    of one day live side by side: the write swaps only this version's partitions of ``days``
+    (metadata only; no file of another version is rewritten), and two models written at once
+    touch different partitions. Delta refuses the write if a row of ``scored`` belongs to
+    another day or model. Created on first use.
+
+    :param model_name: letters, digits, ``_``, ``-``, ``.`` and spaces only (it reaches SQL).
+    :param model_version: the registry's version number.
+    :returns: the commit this write created, with the number of rows written.
+
+    Example::
+
+        replace_model_days(scored, settings.tables.shadow_path, days=[day],
+                           model_name="fraud_detector", model_version="7")
+    """
+    if not days:
+        raise ValueError("replace_model_days needs at least one day")
+    if not _MODEL_KEY.fullmatch(model_name) or not model_version.isdigit():
+        raise ValueError(f"not a model name and version this table can hold: {model_name!r}, {model_version!r}")
+    write_id = uuid.uuid4().hex
+    where = (f"{TXN_DATE} IN ({', '.join(sql_date(day) for day in sorted(set(days)))}) "
+             f"AND model_name = '{model_name}' AND model_version = '{model_version}'")
+
+    def write() -> Commit:
+        (
+            scored.write.format("delta")
+            .mode("overwrite")
+            .partitionBy(TXN_DATE, "model_name", "model_version")
+            .option("replaceWhere", where)
+            .option("userMetadata", _commit_metadata("score", write_id, metadata))
+            .save(path)
+        )
+        return find_commit(scored.sparkSession, path, write_id)
+
+    return _with_retries(write)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One entry of a Delta table's history: its version, operation and what the writer recorded."""
+
+    version: int
+    operation: str
+    parameters: Mapping[str, str]
+    # The commit's userMetadata as JSON ({} when there is none or it is not a JSON object).
+    metadata: Mapping[str, object]
+
+
+def commit_history(spark: SparkSession, path: str) -> list[CommitInfo]:
+    """Every commit the table's log still holds, newest first. Reads the log only, no data."""
+    entries = (
+        DeltaTable.forPath(spark, path).history()
+        .select("version", "operation", "operationParameters", "userMetadata").collect()
+    )
+    return sorted((CommitInfo(version=int(entry["version"]), operation=entry["operation"],
+                              parameters=dict(entry["operationParameters"] or {}),
+                              metadata=_json_object(entry["userMetadata"]))
+                   for entry in entries), key=lambda commit: commit.version, reverse=True)
+
+
+def _json_object(text: str | None) -> Mapping[str, object]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def change_feed_enabled(spark: SparkSession, path: str) -> bool:
+    """Whether the table at ``path`` records its changes now (Delta's change data feed)."""
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+    return str(properties.get(CHANGE_FEED_PROPERTY, "false")).lower() == "true"
+
+
+def enable_change_feed(spark: SparkSession, path: str, *, job: str) -> bool:
+    """Turn on the change data feed of the table at ``path`` if it is off; True if this call did.
+
+    One metadata-only commit (tagged with ``job``). Only commits made from then on record their
+    changes: Delta refuses to read the feed over an earlier version (``DELTA_MISSING_CHANGE_DATA``).
+    """
+    if change_feed_enabled(spark, path):
+        return False
+    metadata = _commit_metadata(job, uuid.uuid4().hex)
+    table = path.replace("`", "``")
+
+    def alter() -> None:
+        with _session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", metadata):
+            spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES ({CHANGE_FEED_PROPERTY} = true)")
+
+    _with_retries(alter)
+    return True
+
+
+def change_feed_turned_on(history: Sequence[CommitInfo]) -> int | None:
+    """The version of the newest commit that turned the change data feed on, if ``history``
+    (newest first) shows one and no later commit turned it off."""
+    for commit in history:
+        if commit.operation == "SET TBLPROPERTIES":
+            properties = _json_object(commit.parameters.get("properties"))
+            if CHANGE_FEED_PROPERTY in properties:
+                return commit.version if str(properties[CHANGE_FEED_PROPERTY]).lower() == "true" else None
+    return None
+
+
+def changes_per_day(spark: SparkSession, path: str, *, first_version: int, last_version: int) -> DataFrame:
+    """How many rows each commit from ``first_version`` to ``last_version`` (both included)
+    inserted, deleted or updated on each day: ``txn_date``, ``version``, ``changed_rows``.
+
+    Read from Delta's change data feed: the log of those commits and the files they added, of
+    which only the partition value is needed (row counts come from the files' footers). Lazy;
+    an action fails as :func:`is_unreadable_feed` tells when the feed does not cover a version.
+    """
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", first_version)
+        .option("endingVersion", last_version)
+        .load(path)
+        .groupBy(TXN_DATE, F.col("_commit_version").alias("version"))
+        .agg(F.count(F.lit(1)).alias("changed_rows"))
+    )
+
+
+def is_unreadable_feed(exc: Exception) -> bool:
+    """Whether ``exc`` says the change data feed cannot be read over the versions asked for: a
+    version committed while it was off, log files cleaned up, or data files already vacuumed."""
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return condition in _FEED_UNREADABLE or any(
+        cause.getClass().getName() == "java.io.FileNotFoundException" for cause in _java_causes(exc)
+    )

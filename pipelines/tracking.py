@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pipelines import plots
 from pipelines.config import MlflowSettings, TrainSettings
 from pipelines.model import ENSEMBLE, pipeline_members
-from pipelines.registry import THRESHOLD_TAG
+from pipelines.registry import FITTED_DAYS_TAG, NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import (
     CandidateResult,
@@ -80,7 +80,7 @@ def train_and_register(
     train: TrainSettings,
     registry: MlflowSettings,
 ) -> TrainingOutcome:
-    """Search the candidates, log every one, register the best and make it the champion.
+    """Search the candidates, log every one, register the best as the challenger.
 
     The settings' checks and the time split (and its checks) run before any MLflow run
     starts; an error inside the run marks it failed.
@@ -130,13 +130,15 @@ def train_and_register(
             fit(transactions, candidate=chosen, params=best.best.params, settings=train)
             if train.refit_on_all_days else best.model
         )
+        fitted_days = split.training_days + (split.holdout_days if train.refit_on_all_days else [])
         model_version = _log_and_register(
-            final_model, split.training_window, best, lineage, registry, train.threshold.name
+            final_model, split.training_window, best, lineage, registry, train,
+            fitted_days=fitted_days,
         )
     log.info(
         "train: %s %s, threshold %.4f, held-out AUC-PR %.4f -> %s version %s (%s)",
         chosen, best.best.params, best.threshold, best.holdout_metrics["auc_pr"],
-        registry.model_name, model_version, registry.champion_alias,
+        registry.model_name, model_version, registry.challenger_alias,
     )
     return TrainingOutcome(
         run_id=run.info.run_id,
@@ -197,9 +199,15 @@ def _log_and_register(
     result: CandidateResult,
     lineage: Lineage,
     registry: MlflowSettings,
-    threshold_policy: str,
+    train: TrainSettings,
+    *,
+    fitted_days: list[date],
 ) -> str:
-    """Log the model (spark flavor, signature, input example), register it, set the champion."""
+    """Log the model (spark flavor, signature, input example), register it as the challenger.
+
+    The version's tags say which rows it was fitted on (the days, at the table version of its
+    lineage), so that a promotion gate can find rows that neither it nor the champion saw.
+    """
     example = example_rows.select(*FEATURE_COLS).limit(5)
     input_example = example.toPandas()
     output_example = model.transform(example).select("prediction").toPandas()
@@ -214,7 +222,9 @@ def _log_and_register(
     version_tags = {
         **lineage.tags(),
         THRESHOLD_TAG: repr(result.threshold),
-        "threshold_policy": threshold_policy,
+        "threshold_policy": train.threshold.name,
+        FITTED_DAYS_TAG: ",".join(day.isoformat() for day in fitted_days),
+        NORMAL_WEIGHT_TAG: repr(train.normal_weight),
         "candidate": result.best.candidate,
         "holdout.auc_pr": f"{result.holdout_metrics['auc_pr']:.6f}",
         "holdout.auc_pr_ci95": f"{result.holdout_metrics['auc_pr_ci95_low']:.4f}-"
@@ -223,7 +233,7 @@ def _log_and_register(
     }
     model_version = mlflow.register_model(info.model_uri, registry.model_name, tags=version_tags)
     client = mlflow.MlflowClient()
-    client.set_registered_model_alias(registry.model_name, registry.champion_alias, model_version.version)
+    client.set_registered_model_alias(registry.model_name, registry.challenger_alias, model_version.version)
     return str(model_version.version)
 
 

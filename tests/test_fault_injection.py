@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, QueryBuilder
 
-from jobs import ingest, score, train
+from jobs import ingest, promote, score, train
 from pipelines.config import PROJECT_ROOT
 from pipelines.registry import configure_mlflow, resolve_model
 from tests.conftest import SAMPLE_CSV, settings_in
@@ -375,7 +375,9 @@ def scored_lake(spark, tmp_path_factory, mlflow_left_as_found) -> SimpleNamespac
     settings = replace(settings, train=replace(settings.train, candidates=quick, ensemble_members=()))
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
     configure_mlflow(settings.mlflow)
-    train.run(spark, settings, commit="fault-injection")
+    outcome = train.run(spark, settings, commit="fault-injection")
+    challenger = resolve_model(settings.mlflow, f"models:/fraud_detector/{outcome.model_version}")
+    promote.run(spark, settings, candidate=challenger, decided_at=SCORED_AT)
     score.run(spark, settings, days=[DAY1, DAY2], model_ref=resolve_model(settings.mlflow), scored_at=SCORED_AT)
     return SimpleNamespace(conf=conf_file(folder), settings=settings)
 
