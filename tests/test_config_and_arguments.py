@@ -87,7 +87,7 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
-    known = r"\(known: spark, tables, mlflow, ingest, train\)"
+    known = r"\(known: spark, tables, mlflow, ingest, train, promote\)"
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
         load_settings(path)
 
@@ -262,3 +262,14 @@ def test_days_to_score_expands_a_range():
 def test_days_to_score_refuses_inconsistent_options(args, message):
     with pytest.raises(InvalidArgumentError, match=message):
         days_to_score(args, date.today())
+
+
+def test_the_promotion_gate_limits_are_checked(tmp_path):
+    settings = load_settings("local")
+    assert settings.promote.alerts_per_100k == (50.0, 1500.0)
+    assert settings.promote.without_unseen_rows == "absolute_only"
+    path = local_config_with(tmp_path, ('without_unseen_rows = "absolute_only"', 'without_unseen_rows = "maybe"'),
+                             ("min_auc_pr = 0.80", "min_auc_pr = 1.5"))
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert "[promote] without_unseen_rows" in str(error.value) and "[promote] min_auc_pr" in str(error.value)
