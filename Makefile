@@ -57,7 +57,9 @@ test: setup lint $(AIRFLOW_VENV)/.installed
 bench: setup
 	$(PY) benchmarks/generate_ingest.py --days 10 --rows-per-day 200000
 
+# MLflow 3.17's UI opens an experiment on its GenAI overview unless told the workflow type.
 ui: setup
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the runs: fraud_detection)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
 # Removes the local Delta tables and MLflow store (not the venv or jars).
