@@ -59,7 +59,7 @@ bench: setup
 
 # MLflow 3.17's UI opens an experiment on its GenAI overview unless told the workflow type.
 ui: setup
-	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the runs: fraud_detection)"
+	@echo "open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning (fraud_detection's runs on a fresh store)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
 # Removes the local Delta tables and MLflow store (not the venv or jars).
