@@ -1,15 +1,31 @@
 """Scoring: a fitted PipelineModel and a day of transactions in, scored rows with lineage out.
 
-Writing is a separate step (:func:`pipelines.tables.replace_day`).
+Writing is a separate step (:func:`pipelines.tables.replace_days`).
+
+The model is fitted on a sample that keeps every fraud but only one normal transaction in
+``normal_weight`` (~9% frauds against 0.17% in reality), so its score ``p`` is a probability
+at the sample's balance. ``fraud_probability`` is that score moved to the real balance by the
+prior correction ``p' = p / (p + (1 - p) * w)``: the odds ``p / (1 - p)`` divided by ``w``,
+since each normal row stood for ``w`` real ones. The same ``w`` weighs normal rows in the
+training run's ``precision_real_balance`` and ``alerts_per_100k`` (pipelines/evaluation.py),
+so ``fraud_probability`` and those metrics describe the same population.
+
+The decision is the one the version was validated with, ``p >= threshold`` on the uncorrected
+score, computed before any correction: the rows flagged are exactly those flagged without it.
+The correction is increasing, so it is the same decision as ``p' >= threshold'`` with the
+threshold corrected alike, and that corrected threshold is what the ``threshold`` column holds:
+the column then compares with ``fraud_probability`` row by row (``is_fraud`` is
+``fraud_probability >= threshold``). The version's own threshold stays in its registry tag.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.ml import Transformer
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.clock import as_utc
@@ -33,6 +49,40 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def _check_normal_weight(normal_weight: float) -> None:
+    if not (math.isfinite(normal_weight) and normal_weight > 0):
+        raise ValueError(f"normal_weight must be a positive finite number, got {normal_weight!r}")
+
+
+def real_balance_threshold(threshold: float, normal_weight: float) -> float:
+    """A threshold on the sample-balance score, moved to the real balance like the score itself.
+
+    The same arithmetic, in the same order, as :func:`real_balance_probability`: IEEE doubles
+    in Python and in the JVM give the same bits. ``normal_weight`` 1 returns ``threshold``.
+
+    Example::
+
+        real_balance_threshold(0.5, 57.79)   # 0.0170...
+    """
+    _check_normal_weight(normal_weight)
+    if normal_weight == 1.0:
+        return threshold
+    return threshold / (threshold + (1.0 - threshold) * normal_weight)
+
+
+def real_balance_probability(sample_probability: Column, normal_weight: float) -> Column:
+    """``p / (p + (1 - p) * w)``: a probability at the sample's class balance, at the real one.
+
+    :param normal_weight: ``w``, how many real normal transactions one normal training row
+        stood for; 1 returns the column unchanged.
+    """
+    _check_normal_weight(normal_weight)
+    if normal_weight == 1.0:
+        return sample_probability
+    weight = F.lit(float(normal_weight))
+    return sample_probability / (sample_probability + (F.lit(1.0) - sample_probability) * weight)
+
+
 def score(
     transactions: DataFrame,
     model: Transformer,
@@ -41,7 +91,12 @@ def score(
     source_table_version: int,
     scored_at: datetime,
 ) -> DataFrame:
-    """Add the fraud probability, the decision and the lineage of each row; nothing else.
+    """Add the fraud probability (at the real class balance), the decision and the lineage of
+    each row; nothing else.
+
+    ``is_fraud`` is the model's score against ``model_ref.threshold``, uncorrected, so it flags
+    the same rows whatever ``model_ref.normal_weight`` is; ``fraud_probability`` and
+    ``threshold`` are both moved to the real balance (see the module's docstring).
 
     :param transactions: rows of the ``transactions`` table (any number of days).
     :param model: the fitted pipeline of ``model_ref``.
@@ -50,15 +105,27 @@ def score(
 
     Example::
 
-        scored = score(day_df, model, model_ref=ModelRef("fraud_detector", "3", run_id, 0.42),
+        scored = score(day_df, model, model_ref=ModelRef("fraud_detector", "3", run_id, 0.42, 57.79),
                        source_table_version=7, scored_at=datetime.now(timezone.utc))
     """
-    probability = fraud_probability()
+    weight = model_ref.normal_weight
+    threshold = real_balance_threshold(model_ref.threshold, weight)
+    decided = F.col("sample_probability") >= F.lit(model_ref.threshold)
+    corrected = real_balance_probability(F.col("sample_probability"), weight)
+    if weight != 1.0:
+        # The correction is increasing, but rounded: for a score within a few units in the last
+        # place of the threshold, the corrected score can land on the other side of the corrected
+        # threshold. Such a probability is moved (by ~1e-18) to the side its decision is on,
+        # so that is_fraud == (fraud_probability >= threshold) holds on every row.
+        below_threshold = max(0.0, math.nextafter(threshold, -math.inf))
+        corrected = (F.when(decided, F.greatest(corrected, F.lit(threshold)))
+                     .otherwise(F.least(corrected, F.lit(below_threshold))))
     return (
         model.transform(transactions)
-        .select("transaction_id", TXN_DATE, probability)
-        .withColumn("is_fraud", F.col("fraud_probability") >= F.lit(model_ref.threshold))
-        .withColumn("threshold", F.lit(model_ref.threshold).cast("double"))
+        .select("transaction_id", TXN_DATE, fraud_probability().alias("sample_probability"))
+        .withColumn("is_fraud", decided)
+        .withColumn("fraud_probability", corrected)
+        .withColumn("threshold", F.lit(threshold).cast("double"))
         .withColumn("model_name", F.lit(model_ref.name))
         .withColumn("model_version", F.lit(model_ref.version))
         .withColumn("model_run_id", F.lit(model_ref.run_id))
