@@ -4,10 +4,11 @@
     ./spark-submit.sh score --start-date 2013-09-01 --end-date 2013-09-02 --model-uri models:/fraud_detector/3
 
 Loads the registered PipelineModel (default ``models:/fraud_detector@champion``) and its
-decision threshold, reads each day's partition at one Delta version of ``transactions``, and
-replaces that day in ``scored_transactions`` atomically. A date that is not a real calendar
-date is refused before Spark starts; a day without transactions, or a missing model, stops the
-job before anything is written.
+decision threshold, reads each day's partition at one Delta version of ``transactions``, checks
+that the model can take every row, and replaces those days in ``scored_transactions`` in one
+commit. A date that is not a real calendar date is refused before Spark starts; a day without
+transactions, a row the model cannot take, or a missing model stops the job before anything
+is written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, NoDataError
 from pipelines.registry import configure_mlflow, load_model, reaching_mlflow, resolve_model
 from pipelines.schema import TXN_DATE
+from pipelines.score_checks import check_model_input
 from pipelines.scoring import ModelRef, score
 from pipelines.session import get_spark
 from pipelines.tables import current_version, days_present, read_version, replace_days, rows_per_day
@@ -42,7 +44,8 @@ def run(
     """Score ``days`` and replace them in ``scored_transactions`` in one Delta commit; return
     the rows written per day.
 
-    Every day is checked for transactions before the model is loaded (unless given). A range
+    Every day is checked for transactions, and every row for values the model can take,
+    before the model is loaded (unless given). A range
     is one commit, so a job that fails or is killed part-way leaves every day as it was.
     """
     source_path = settings.tables.transactions_path
@@ -54,9 +57,11 @@ def run(
             f"no transactions on {', '.join(d.isoformat() for d in missing)} in {source_path} "
             f"(version {version}); nothing was scored"
         )
+    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
+    days_text = days[0].isoformat() if len(days) == 1 else f"{len(days)} days {days[0]}..{days[-1]}"
+    check_model_input(day_rows, source=f"{source_path} version {version}, {days_text}")
     if model is None:
         model = load_model(model_ref)
-    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
     scored = score(day_rows, model, model_ref=model_ref, source_table_version=version, scored_at=scored_at)
     commit = replace_days(scored, settings.tables.scored_path, days=days)
     written = rows_per_day(read_version(spark, settings.tables.scored_path, commit.version), days)

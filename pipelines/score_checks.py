@@ -1,0 +1,99 @@
+"""Score-time checks: are the rows about to be scored ones the model can take?
+
+``ingest`` refuses empty, NaN and infinite values, but ``transactions`` can hold rows that
+other writers put there, and a model fed a null or NaN either fails half-way through a write
+or quietly returns a score for nothing. So the rows are checked against the model's input
+before anything is written: every feature column present, of a numeric type, and without a
+null, NaN or infinite value. One aggregation over the rows, nothing collected but its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, FloatType, NumericType
+
+from pipelines.errors import ModelInputError
+from pipelines.schema import FEATURE_COLS, TRANSACTION_ID, TXN_DATE
+
+NULL, NAN, INFINITE = "null", "NaN", "infinite"
+
+
+@dataclass(frozen=True)
+class BadColumn:
+    """A feature column with values the model cannot take: how many of each kind, and one row."""
+
+    column: str
+    counts: dict[str, int]
+    example_id: str | None
+    example_day: object
+    example_kind: str
+
+    def describe(self) -> str:
+        total = sum(self.counts.values())
+        kinds = ", ".join(f"{count} {kind}" for kind, count in self.counts.items() if count)
+        return (f"{self.column}: {total} row(s) ({kinds}), e.g. transaction_id {self.example_id!r} "
+                f"on {self.example_day} ({self.example_kind})")
+
+
+def _bad_kind(column: str, floating: bool) -> Column:
+    """The kind of bad value ``column`` holds on a row (null when the value is fine)."""
+    value = F.col(column)
+    kind = F.when(value.isNull(), F.lit(NULL))
+    if floating:  # only floating-point columns can hold NaN or an infinity
+        kind = kind.when(F.isnan(value), F.lit(NAN)).when(F.abs(value) == F.lit(float("inf")), F.lit(INFINITE))
+    return kind
+
+
+def check_model_input(rows: DataFrame, *, source: str, feature_cols: Sequence[str] = FEATURE_COLS) -> None:
+    """Raise :class:`ModelInputError` unless every row can be scored; return None otherwise.
+
+    A missing feature column, or one whose type is not a number (a string, a boolean), is
+    refused from the schema alone. Otherwise one aggregation counts, per column, the null, NaN
+    and infinite values and picks the smallest ``transaction_id`` among the bad rows; the
+    error names each bad column, how many rows, and that transaction.
+
+    :param rows: the rows about to be scored (``transaction_id``, ``txn_date`` and the features).
+    :param source: what the rows are, for the message (table, version, days).
+
+    Example::
+
+        check_model_input(day_rows, source="lake/transactions version 7, 2013-09-01")
+    """
+    types = {field.name: field.dataType for field in rows.schema.fields}
+    missing = [column for column in feature_cols if column not in types]
+    if missing:
+        raise ModelInputError(
+            f"{source}: missing feature column(s) {missing} that the model reads; the rows have "
+            f"{list(types)}; nothing was written"
+        )
+    not_numbers = [f"{column} ({types[column].simpleString()})" for column in feature_cols
+                   if not isinstance(types[column], NumericType)]
+    if not_numbers:
+        raise ModelInputError(
+            f"{source}: feature column(s) {', '.join(not_numbers)} are not numbers; the model reads "
+            f"numbers; nothing was written"
+        )
+    kinds = {column: _bad_kind(column, isinstance(types[column], DoubleType | FloatType)) for column in feature_cols}
+    aggregates = []
+    for index, kind in enumerate(kinds.values()):
+        aggregates += [F.count_if(kind == F.lit(name)).alias(f"c{index}_{name}") for name in (NULL, NAN, INFINITE)]
+        # Structs compare field by field: the bad row with the smallest transaction id.
+        aggregates.append(F.min(F.when(kind.isNotNull(), F.struct(
+            F.col(TRANSACTION_ID).alias("id"), F.col(TXN_DATE).alias("day"), kind.alias("kind")
+        ))).alias(f"c{index}_example"))
+    found = rows.agg(*aggregates).first()
+    bad = []
+    for index, column in enumerate(kinds):
+        counts = {name: found[f"c{index}_{name}"] for name in (NULL, NAN, INFINITE)}
+        if any(counts.values()):
+            example = found[f"c{index}_example"]
+            bad.append(BadColumn(column, counts, example["id"], example["day"], example["kind"]))
+    if bad:
+        raise ModelInputError(
+            f"{source}: values the model cannot take (null, NaN or infinite): "
+            f"{'; '.join(column.describe() for column in bad)}; nothing was written"
+        )
