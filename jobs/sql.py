@@ -3,7 +3,8 @@
     ./spark-submit.sh sql "SELECT txn_date, count(*) FROM scored_transactions GROUP BY 1"
     ./spark-submit.sh sql --file queries/daily_summary.sql
 
-``transactions`` and ``scored_transactions`` are addressable by name. Only one query runs
+``transactions``, ``scored_transactions`` and ``shadow_scored_transactions`` (once a shadow
+score has created it) are addressable by name. Only one query runs
 (SELECT, WITH, VALUES, TABLE): a statement that would write, drop, alter, create or configure,
 or a query calling reflect/java_method/try_reflect or TRANSFORM ... USING, is refused with exit
 2 before anything runs. A query that does not parse or names an unknown table or column prints
@@ -34,6 +35,7 @@ def existing_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
         for name, path in (
             (settings.tables.transactions, settings.tables.transactions_path),
             (settings.tables.scored, settings.tables.scored_path),
+            (settings.tables.shadow, settings.tables.shadow_path),
             (settings.tables.promotions, settings.tables.promotions_path),
         )
         if is_delta_table(spark, path)
