@@ -1,4 +1,5 @@
-"""Airflow DAG: every night, ingest the file of the UTC day that just ended and score that day.
+"""Airflow DAG: every night, ingest the file of the UTC day that just ended, score that day and
+catch up every earlier day whose transactions changed after it was scored.
 
 Copy into the Airflow dags folder on a worker that has this project checked out (or use the
 container image with a KubernetesPodOperator).
@@ -11,7 +12,9 @@ This DAG therefore names its timetable: ``CronDataIntervalTimetable("0 0 * * *",
 gives each run the interval [D 00:00 UTC, D+1 00:00 UTC), i.e. the calendar day D, whatever that
 setting says. The commands are templated from ``data_interval_start``; a scheduled run, a
 backfill of D (``airflow backfill create --from-date D --to-date D``) and a cleared run of D all
-score D, and scoring replaces the day.
+score D, and scoring replaces the day. A scheduled run also passes ``--catch-up``: the same
+commit rescores every day whose rows changed after it was scored (a late file, a file spanning
+two days; see pipelines/catch_up.py). A backfill or a manual run scores its day alone.
 
 The run for D is created at D+1 00:00 UTC, when its interval ends; the first task waits until
 02:15 UTC so that the day's file has landed (see ``FILE_LANDS_AFTER``).
@@ -40,6 +43,8 @@ ENV = "cluster"
 FILE_LANDS_AFTER = timedelta(hours=2, minutes=15)
 # The UTC day the run covers, e.g. 2026-11-24 for the run that starts on 2026-11-25 at 02:15.
 DAY = "{{ data_interval_start | ds }}"
+# Only the nightly (scheduled) run catches up; an explicit backfill of one day scores that day.
+CATCH_UP = "{{ '--catch-up ' if dag_run.run_type == 'scheduled' else '' }}"
 
 with DAG(
     dag_id="fraud_scoring_nightly",
@@ -71,6 +76,6 @@ with DAG(
     )
     score = BashOperator(
         task_id="score",
-        bash_command=f"cd {PROJECT} && ./spark-submit.sh score --env {ENV} --date {DAY}",
+        bash_command=f"cd {PROJECT} && ./spark-submit.sh score --env {ENV} {CATCH_UP}--date {DAY}",
     )
     wait_until_0215 >> ingest >> score

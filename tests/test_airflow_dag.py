@@ -1,4 +1,5 @@
-"""deploy/airflow_dag.py scores the UTC day that ended, as Airflow itself renders its commands.
+"""deploy/airflow_dag.py scores the UTC day that ended (a scheduled run also catches up late
+rows), as Airflow itself renders its commands.
 
 Airflow is not in .venv (its pins would move mlflow's); `make test` installs it into .venv-airflow
 from deploy/airflow-constraints.txt. These tests run this same file with that venv's Python (the
@@ -21,6 +22,8 @@ DAG_FILE = ROOT / "deploy" / "airflow_dag.py"
 DAG_ID = "fraud_scoring_nightly"
 INGEST = "cd /opt/fraud-scoring && ./spark-submit.sh ingest --env cluster --input s3a://landing/transactions/{}.csv.gz"
 SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --date {}"
+# The nightly run scores its day and, in the same commit, every day with rows newer than its scores.
+NIGHTLY_SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --catch-up --date {}"
 
 
 # ---- run by .venv-airflow's Python ----------------------------------------------------------
@@ -150,24 +153,26 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
     assert report["timetable"] == "CronDataIntervalTimetable"
     runs = report["runs"]
 
-    def day(date: str, holds_until: str) -> dict:
+    def day(date: str, holds_until: str, *, nightly: bool = False) -> dict:
         return {"logical_date": f"{date}T00:00:00+00:00",
                 "wait_until_0215_utc": f"holds until {holds_until}T02:15:00+00:00",
-                "ingest": INGEST.format(date), "score": SCORE.format(date)}
+                "ingest": INGEST.format(date), "score": (NIGHTLY_SCORE if nightly else SCORE).format(date)}
 
-    # The run created when 2026-11-24 ends starts its work at 02:15 on the 25th and scores the 24th.
+    # The run created when 2026-11-24 ends starts its work at 02:15 on the 25th, scores the 24th
+    # and catches up the days before it whose rows changed after they were scored.
     assert runs["scheduled after 2026-11-23"] == {
-        **day("2026-11-24", holds_until="2026-11-25"),
+        **day("2026-11-24", holds_until="2026-11-25", nightly=True),
         "run_after": "2026-11-25T00:00:00+00:00",
         "data_interval": ["2026-11-24T00:00:00+00:00", "2026-11-25T00:00:00+00:00"],
     }
     # Across a month end: the run of 2026-12-01 scores November 30.
     assert runs["scheduled after 2026-11-29"] == {
-        **day("2026-11-30", holds_until="2026-12-01"),
+        **day("2026-11-30", holds_until="2026-12-01", nightly=True),
         "run_after": "2026-12-01T00:00:00+00:00",
         "data_interval": ["2026-11-30T00:00:00+00:00", "2026-12-01T00:00:00+00:00"],
     }
-    # A backfill of one day scores exactly that day (its wait is long past, so it passes at once).
+    # A backfill of one day scores exactly that day, without catching up (its wait is long past,
+    # so it passes at once).
     assert runs["backfill 2013-09-02"] == [{
         **day("2013-09-02", holds_until="2013-09-03"),
         "data_interval": ["2013-09-02T00:00:00+00:00", "2013-09-03T00:00:00+00:00"],
