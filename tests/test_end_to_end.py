@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 from jobs import ingest, promote, score, train
 from pipelines.config import PROJECT_ROOT, TableSettings
 from pipelines.errors import ModelNotFoundError, NoDataError, SchemaError
-from pipelines.registry import THRESHOLD_TAG, configure_mlflow, load_model, resolve_model
+from pipelines.registry import NORMAL_WEIGHT_TAG, THRESHOLD_TAG, configure_mlflow, load_model, resolve_model
+from pipelines.scoring import real_balance_threshold
 from tests.conftest import SAMPLE_CSV, settings_in
 
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)
@@ -131,7 +132,9 @@ def test_lineage_columns_match_the_registry_and_the_source_table(spark, demo):
     assert (row.model_name, row.model_version, row.model_run_id) == ("fraud_detector", str(champion.version),
                                                                      champion.run_id)
     assert row.model_uri == f"models:/fraud_detector/{champion.version}"
-    assert row.threshold == pytest.approx(float(champion.tags[THRESHOLD_TAG]))
+    # The version's threshold, moved to the real class balance like the probabilities.
+    assert row.threshold == pytest.approx(real_balance_threshold(float(champion.tags[THRESHOLD_TAG]),
+                                                                 float(champion.tags[NORMAL_WEIGHT_TAG])))
     assert row.source_table_version == int(champion.tags["source.table_version"]) == 0
     # Spark hands back naive datetimes in this process's zone: compare instants.
     assert row.scored_at.astimezone(timezone.utc) == SCORED_AT
