@@ -53,3 +53,12 @@ def test_an_unknown_job_is_refused_with_the_list_of_jobs():
     assert result.returncode == 2
     assert "unknown job 'delete_everything'; jobs: generate ingest score sql train" in result.stderr
     assert not Path(PROJECT_ROOT / "jobs" / "delete_everything.py").exists()
+
+
+def test_a_misspelt_config_key_stops_a_job_with_exit_2_before_spark_starts(tmp_path):
+    conf = conf_file(tmp_path)
+    conf.write_text(conf.read_text().replace("holdout_days = 1", "holdout_dayz = 1"))
+    result = submit("ingest", "--input", "data/creditcard_sample.csv.gz", conf=conf)
+    assert result.returncode == 2, result.output[-2000:]
+    assert "[train] holdout_dayz: unknown key" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "lake").exists()
