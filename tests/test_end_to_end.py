@@ -208,8 +208,8 @@ def test_a_day_without_transactions_stops_scoring_and_writes_nothing(spark, demo
 
 
 def test_a_missing_alias_or_an_empty_registry_is_a_clear_error(demo, tmp_path):
-    with pytest.raises(ModelNotFoundError, match="no models:/fraud_detector@challenger"):
-        resolve_model(demo.settings.mlflow, "models:/fraud_detector@challenger")
+    with pytest.raises(ModelNotFoundError, match="no models:/fraud_detector@staging"):
+        resolve_model(demo.settings.mlflow, "models:/fraud_detector@staging")
     empty = settings_in(tmp_path)
     configure_mlflow(empty.mlflow)
     with pytest.raises(ModelNotFoundError, match="train and register a model first"):
