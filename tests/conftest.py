@@ -29,6 +29,14 @@ def settings_in(folder: Path) -> Settings:
                                            ensemble_members=tuple(SMALL_CANDIDATES)))
 
 
+def quick_settings_in(folder: Path) -> Settings:
+    """:func:`settings_in` with one quick candidate (a logistic regression) and no ensemble:
+    for tests that need a registered model, not a search."""
+    settings = settings_in(folder)
+    quick = {"logistic_regression": {"regParam": [0.1]}}
+    return replace(settings, train=replace(settings.train, candidates=quick, ensemble_members=()))
+
+
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
     settings = load_settings("local").spark

@@ -283,12 +283,14 @@ def submit(*args: str, conf: Path) -> SimpleNamespace:
     return SimpleNamespace(returncode=result.returncode, output=result.stdout + result.stderr)
 
 
-def conf_file(folder: Path) -> Path:
-    """conf/local.toml with the tables and the MLflow store moved into ``folder``."""
+def conf_file(folder: Path, *, tracking_uri: str | None = None, artifacts: Path | None = None) -> Path:
+    """conf/local.toml with the tables and the MLflow store moved into ``folder`` (or the store
+    at ``tracking_uri``, its artifacts in ``artifacts``, to share a registry between tests)."""
     text = (PROJECT_ROOT / "conf" / "local.toml").read_text()
     text = text.replace('root = "lake"', f'root = "{folder / "lake"}"')
-    text = text.replace('"sqlite:///mlruns/mlflow.db"', f'"sqlite:///{folder / "mlflow.db"}"')
-    text = text.replace('"mlruns/artifacts"', f'"{folder / "artifacts"}"')
+    store = tracking_uri or f"sqlite:///{folder / 'mlflow.db'}"
+    text = text.replace('"sqlite:///mlruns/mlflow.db"', f'"{store}"')
+    text = text.replace('"mlruns/artifacts"', f'"{artifacts or folder / "artifacts"}"')
     path = folder / "test.toml"
     path.write_text(text)
     return path

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,7 +38,7 @@ from deltalake import DeltaTable, QueryBuilder
 from jobs import ingest, promote, score, train
 from pipelines.config import PROJECT_ROOT
 from pipelines.registry import configure_mlflow, resolve_model
-from tests.conftest import SAMPLE_CSV, settings_in
+from tests.conftest import SAMPLE_CSV, quick_settings_in, settings_in
 from tests.test_end_to_end import conf_file
 
 # The seed of every kill point (each series adds its own offset): the same seed draws the same
@@ -370,9 +370,7 @@ def lake_with_day1(spark, tmp_path_factory, day_files) -> SimpleNamespace:
 def scored_lake(spark, tmp_path_factory, mlflow_left_as_found) -> SimpleNamespace:
     """Both days ingested, a champion registered (one quick candidate), both days scored."""
     folder = tmp_path_factory.mktemp("score_killed")
-    settings = settings_in(folder)
-    quick = {"logistic_regression": {"regParam": [0.1]}}
-    settings = replace(settings, train=replace(settings.train, candidates=quick, ensemble_members=()))
+    settings = quick_settings_in(folder)
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
     configure_mlflow(settings.mlflow)
     outcome = train.run(spark, settings, commit="fault-injection")

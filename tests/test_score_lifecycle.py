@@ -26,8 +26,8 @@ from pipelines.registry import NORMAL_WEIGHT_TAG, THRESHOLD_TAG, configure_mlflo
 from pipelines.scoring import real_balance_threshold
 from pipelines.scoring import score as score_rows
 from pipelines.tables import CHANGE_FEED_PROPERTY, change_feed_enabled
-from tests.conftest import SAMPLE_CSV, settings_in
-from tests.test_end_to_end import INGESTED_AT, sample_lines, submit, write_csv
+from tests.conftest import SAMPLE_CSV, quick_settings_in
+from tests.test_end_to_end import INGESTED_AT, conf_file, sample_lines, submit, write_csv
 
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)
 ROWS = {DAY1: 2769, DAY2: 2643}
@@ -45,9 +45,7 @@ def registry(spark, tmp_path_factory):
     """A registry holding version 1 (trained, quick) and version 2 (the same model, another threshold)."""
     tracking, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     folder = tmp_path_factory.mktemp("score_registry")
-    settings = settings_in(folder)
-    quick = {"logistic_regression": {"regParam": [0.1]}}
-    settings = replace(settings, train=replace(settings.train, candidates=quick, ensemble_members=()))
+    settings = quick_settings_in(folder)
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
     configure_mlflow(settings.mlflow)
     outcome = train.run(spark, settings, commit="score-lifecycle")
@@ -78,12 +76,8 @@ def lake(spark, registry, tmp_path):
     """The sample ingested into tables of this test's own, and a config file for ./spark-submit.sh."""
     settings = replace(registry.settings, tables=replace(registry.settings.tables, root=str(tmp_path / "lake")))
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
-    text = (PROJECT_ROOT / "conf" / "local.toml").read_text()
-    text = text.replace('root = "lake"', f'root = "{tmp_path / "lake"}"')
-    text = text.replace('"sqlite:///mlruns/mlflow.db"', f'"{registry.settings.mlflow.tracking_uri}"')
-    text = text.replace('"mlruns/artifacts"', f'"{registry.folder / "artifacts"}"')
-    conf = tmp_path / "test.toml"
-    conf.write_text(text)
+    conf = conf_file(tmp_path, tracking_uri=registry.settings.mlflow.tracking_uri,
+                     artifacts=registry.folder / "artifacts")
     return SimpleNamespace(settings=settings, conf=conf)
 
 
