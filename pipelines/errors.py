@@ -55,6 +55,16 @@ class PromotionRefusedError(FraudScoringError):
     exit_code = 4
 
 
+class ModelNotPortableError(FraudScoringError):
+    """A model cannot be released for scoring without Spark: a stage has no portable form, or
+    the portable form's probabilities differ from Spark's beyond the release rule's tolerance.
+
+    Raised at registration (the version is not registered), not when it is first served.
+    """
+
+    exit_code = 5
+
+
 class ModelInputError(SchemaError):
     """Rows to score lack a feature column the model reads, hold it in a type that is not a
     number, or hold a value the model cannot take (null, NaN, infinite)."""

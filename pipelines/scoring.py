@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from pipelines.clock import as_utc
 from pipelines.model import fraud_probability
+from pipelines.portable.decision import check_normal_weight, real_balance_threshold
 from pipelines.schema import SCORED_COLS, TXN_DATE
 
 
@@ -49,34 +50,13 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
-def _check_normal_weight(normal_weight: float) -> None:
-    if not (math.isfinite(normal_weight) and normal_weight > 0):
-        raise ValueError(f"normal_weight must be a positive finite number, got {normal_weight!r}")
-
-
-def real_balance_threshold(threshold: float, normal_weight: float) -> float:
-    """A threshold on the sample-balance score, moved to the real balance like the score itself.
-
-    The same arithmetic, in the same order, as :func:`real_balance_probability`: IEEE doubles
-    in Python and in the JVM give the same bits. ``normal_weight`` 1 returns ``threshold``.
-
-    Example::
-
-        real_balance_threshold(0.5, 57.79)   # 0.0170...
-    """
-    _check_normal_weight(normal_weight)
-    if normal_weight == 1.0:
-        return threshold
-    return threshold / (threshold + (1.0 - threshold) * normal_weight)
-
-
 def real_balance_probability(sample_probability: Column, normal_weight: float) -> Column:
     """``p / (p + (1 - p) * w)``: a probability at the sample's class balance, at the real one.
 
     :param normal_weight: ``w``, how many real normal transactions one normal training row
         stood for; 1 returns the column unchanged.
     """
-    _check_normal_weight(normal_weight)
+    check_normal_weight(normal_weight)
     if normal_weight == 1.0:
         return sample_probability
     weight = F.lit(float(normal_weight))

@@ -15,17 +15,18 @@ from datetime import date
 from typing import Any
 
 import mlflow
-import mlflow.spark
 import pyspark
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from pipelines import plots
+from pipelines import plots, release
 from pipelines.config import MlflowSettings, TrainSettings
 from pipelines.model import ENSEMBLE, pipeline_members
+from pipelines.portable.decision import Decision
 from pipelines.registry import FITTED_DAYS_TAG, NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import (
@@ -41,6 +42,8 @@ from pipelines.training import (
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
+# Real rows of the training window that the release rule's parity rows are built from.
+PARITY_EXAMPLE_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -233,21 +236,27 @@ def _log_and_register(
     *,
     fitted_days: list[date],
 ) -> str:
-    """Log the model (spark flavor, signature, input example), register it as the challenger.
+    """Log the model (its Spark pipeline and its portable form, which must pass the release
+    rule of :mod:`pipelines.release`), register it as the challenger.
 
     The version's tags say which rows it was fitted on (the days, at the table version of its
     lineage), so that a promotion gate can find rows that neither it nor the champion saw.
     """
-    example = example_rows.select(*FEATURE_COLS).limit(5)
-    input_example = example.toPandas()
-    output_example = model.transform(example).select("prediction").toPandas()
-    info = mlflow.spark.log_model(
+    input_example = example_rows.select(*FEATURE_COLS).limit(5).toPandas()
+    # Real rows for the release rule's parity check (pipelines/release.py), spread over the window.
+    parity_examples = (example_rows.select(*FEATURE_COLS).orderBy(F.rand(train.seed))
+                       .limit(PARITY_EXAMPLE_ROWS).toPandas())
+    info = release.log_model(
+        example_rows.sparkSession,
         model,
         artifact_path=MODEL_ARTIFACT,
-        signature=infer_signature(input_example, output_example),
+        decision=Decision(threshold=result.threshold, normal_weight=train.normal_weight),
+        examples=parity_examples,
         input_example=input_example,
         # Named, not inferred: inference loads the model in a second Python process.
         pip_requirements=_model_requirements(result.best.candidate, result.best.params),
+        source={"candidate": result.best.candidate, **lineage.tags()},
+        seed=train.seed,
     )
     version_tags = {
         **lineage.tags(),
@@ -273,6 +282,8 @@ def _model_requirements(candidate: str, params: dict[str, Any]) -> list[str]:
         f"pyspark=={pyspark.__version__}",
         f"mlflow=={mlflow.__version__}",
         f"delta-spark=={importlib.metadata.version('delta-spark')}",
+        # The portable form's scorer (pipelines/portable): trees compiled by numba.
+        f"numba=={importlib.metadata.version('numba')}",
     ]
     if "xgboost" in pipeline_members(candidate, params):
         # The distribution that provides the module: xgboost-cpu here, xgboost elsewhere.
