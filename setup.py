@@ -36,9 +36,10 @@ setup(
             "scikit-learn",
             "matplotlib",
         ],
-        # The online scoring service (pipelines/serving): an ASGI app and its server, and the
-        # Prometheus client for /metrics (its text format and histograms, not ours to rewrite).
-        "serve": ["fastapi==0.165.0", "uvicorn[standard]==0.54.0", "prometheus-client==0.26.0"],
+        # The online scoring service (pipelines/serving): Starlette (the ASGI app; why not FastAPI:
+        # pipelines/serving/app.py) under uvicorn, and the Prometheus client for /metrics (its
+        # text format and histograms, not ours to rewrite).
+        "serve": ["starlette==1.10.0", "uvicorn[standard]==0.54.0", "prometheus-client==0.26.0"],
         # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
         # playwright drives Debian's Chromium in the page's browser test (it downloads no browser here);
         # kubernetes-validate checks deploy/k8s against the Kubernetes JSON schemas it bundles.
@@ -47,6 +48,7 @@ setup(
         # Only for benchmarks/tree_kernels.py: the alternative tree library the scorer was measured against.
         "bench": ["treelite==4.8.1"],
     },
+    package_data={"pipelines.serving": ["page.html"]},
     entry_points={
         "console_scripts": ["fraud-serve = pipelines.serving.cli:main"],
     },

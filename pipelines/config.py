@@ -30,7 +30,7 @@ import tomllib
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipelines.errors import ConfigError
-from pipelines.evaluation import ThresholdPolicy
+from pipelines.thresholds import ThresholdPolicy
 
 # spark-submit.sh names the project root: under spark-submit this module may be imported from
 # the code archive shipped to executors (build/fraud_scoring.zip), not from the checkout.
@@ -133,6 +133,31 @@ class PromoteSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """The online scoring service (``[serve]``); see pipelines/serving."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Where the bearer token is read from when neither FRAUD_SERVE_TOKEN nor
+    # FRAUD_SERVE_TOKEN_FILE is set (absolute); None: only those.
+    token_file: str | None = None
+    # The most transactions one request may carry, and the largest body accepted.
+    max_batch: int = 1000
+    max_body_bytes: int = 4_000_000
+    # How often the registry alias is read, to pick up a promotion or a rollback.
+    poll_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What the service reads of an environment's file: ``[mlflow]`` and ``[serve]`` only."""
+
+    env: str
+    mlflow: MlflowSettings
+    serve: ServeSettings
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     spark: SparkSettings
@@ -141,6 +166,7 @@ class Settings:
     ingest: IngestSettings
     train: TrainSettings
     promote: PromoteSettings = field(default_factory=PromoteSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -174,20 +200,54 @@ def load_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> S
         or out of range (every one named, a line each: ``<file>: [train] seed: must be at
         least 0, got -1``).
     """
+    path, raw = _read(env)
+    raw = _expand_env(raw, path)
+    checked = _validated(_ConfigFile, raw, path)
+    return _settings(env, checked, project_root)
+
+
+def load_serving_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> ServingSettings:
+    """Read and check what the online scoring service needs: ``[mlflow]`` and ``[serve]``.
+
+    The other sections are the batch jobs' (checked when they load the file): their
+    ``${NAME}`` references, such as a Spark master, need not be set where the service runs.
+
+    :raises ConfigError: as :func:`load_settings`, for these two sections.
+    """
+    path, raw = _read(env)
+    sections = {"mlflow": raw.get("mlflow", {}), "serve": raw.get("serve", {})}
+    checked = _validated(_ServingFile, _expand_env(sections, path), path)
+    full = _settings_of_mlflow(checked.mlflow, project_root)
+    return ServingSettings(env=env, mlflow=full, serve=_serve_settings(checked.serve, project_root))
+
+
+def _read(env: str) -> tuple[Path, dict[str, Any]]:
     path = config_path(env)
     if not path.is_file():
         known = sorted(p.stem for p in CONF_DIR.glob("*.toml"))
         raise ConfigError(f"no config file {path} for env {env!r}; known environments: {known}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    raw = _expand_env(raw, path)
+
+
+def _validated(model: type[BaseModel], raw: dict[str, Any], path: Path) -> Any:
     try:
-        checked = _ConfigFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("\n".join(f"{path}: {_problem(error)}" for error in exc.errors())) from None
-    return _settings(env, checked, project_root)
+
+
+def limit_requests(settings: MlflowSettings) -> None:
+    """Bound how long MLflow waits for its tracking server, from ``[mlflow]`` in ``conf/``.
+
+    MLflow's own defaults (120 s a request, 7 retries with a doubling back-off) keep a job
+    waiting for minutes on a server that is down; MLflow reads these variables at each request.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{settings.request_timeout_seconds:g}"
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.request_max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.request_backoff_factor)
 
 
 # --- What a file may hold -------------------------------------------------------------------
@@ -330,6 +390,18 @@ class _PromoteSection(_Section):
     seed: _Integer = Field(_DEFAULT_PROMOTE.seed, ge=0)
 
 
+_DEFAULT_SERVE = ServeSettings()
+
+
+class _ServeSection(_Section):
+    host: _Text = _DEFAULT_SERVE.host
+    port: _Integer = Field(_DEFAULT_SERVE.port, ge=1, le=65535)
+    token_file: _Text | None = None
+    max_batch: _Integer = Field(_DEFAULT_SERVE.max_batch, ge=1, le=100_000)
+    max_body_bytes: _Integer = Field(_DEFAULT_SERVE.max_body_bytes, ge=1024)
+    poll_seconds: _Number = Field(_DEFAULT_SERVE.poll_seconds, gt=0)
+
+
 class _ConfigFile(_Section):
     spark: _SparkSection
     tables: _TablesSection
@@ -337,6 +409,12 @@ class _ConfigFile(_Section):
     ingest: _IngestSection
     train: _TrainSection
     promote: _PromoteSection = Field(default_factory=_PromoteSection)
+    serve: _ServeSection = Field(default_factory=_ServeSection)
+
+
+class _ServingFile(_Section):
+    mlflow: _MlflowSection
+    serve: _ServeSection = Field(default_factory=_ServeSection)
 
 
 def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
@@ -352,18 +430,7 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             shadow=file.tables.shadow,
             promotions=file.tables.promotions,
         ),
-        mlflow=MlflowSettings(
-            tracking_uri=_resolve_uri(mlflow.tracking_uri, root),
-            registry_uri=_resolve_uri(mlflow.registry_uri or mlflow.tracking_uri, root),
-            artifact_location=_resolve_path(mlflow.artifact_location, root) if mlflow.artifact_location else None,
-            experiment=mlflow.experiment,
-            model_name=mlflow.model_name,
-            champion_alias=mlflow.champion_alias,
-            challenger_alias=mlflow.challenger_alias,
-            request_timeout_seconds=float(mlflow.request_timeout_seconds),
-            request_max_retries=mlflow.request_max_retries,
-            request_backoff_factor=mlflow.request_backoff_factor,
-        ),
+        mlflow=_settings_of_mlflow(mlflow, root),
         ingest=IngestSettings(start=file.ingest.start),
         train=TrainSettings(
             label_col=train.label_col,
@@ -393,6 +460,33 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             bootstrap_samples=file.promote.bootstrap_samples,
             seed=file.promote.seed,
         ),
+        serve=_serve_settings(file.serve, root),
+    )
+
+
+def _settings_of_mlflow(mlflow: _MlflowSection, root: Path) -> MlflowSettings:
+    return MlflowSettings(
+        tracking_uri=_resolve_uri(mlflow.tracking_uri, root),
+        registry_uri=_resolve_uri(mlflow.registry_uri or mlflow.tracking_uri, root),
+        artifact_location=_resolve_path(mlflow.artifact_location, root) if mlflow.artifact_location else None,
+        experiment=mlflow.experiment,
+        model_name=mlflow.model_name,
+        champion_alias=mlflow.champion_alias,
+        challenger_alias=mlflow.challenger_alias,
+        request_timeout_seconds=float(mlflow.request_timeout_seconds),
+        request_max_retries=mlflow.request_max_retries,
+        request_backoff_factor=mlflow.request_backoff_factor,
+    )
+
+
+def _serve_settings(serve: _ServeSection, root: Path) -> ServeSettings:
+    return ServeSettings(
+        host=serve.host,
+        port=serve.port,
+        token_file=_resolve_path(serve.token_file, root) if serve.token_file else None,
+        max_batch=serve.max_batch,
+        max_body_bytes=serve.max_body_bytes,
+        poll_seconds=float(serve.poll_seconds),
     )
 
 

@@ -6,7 +6,6 @@ loads a version also gets the threshold it was validated with.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
-from pipelines.config import MlflowSettings
+from pipelines.config import MlflowSettings, limit_requests
 from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ServiceUnavailableError
 from pipelines.scoring import ModelRef
 
@@ -31,17 +30,6 @@ FITTED_DAYS_TAG = "fitted.days"
 # down-sampling): what turns the model's score into a probability at the real class balance.
 NORMAL_WEIGHT_TAG = "normal_weight"
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
-
-
-def limit_requests(settings: MlflowSettings) -> None:
-    """Bound how long MLflow waits for its tracking server, from ``[mlflow]`` in ``conf/``.
-
-    MLflow's own defaults (120 s a request, 7 retries with a doubling back-off) keep a job
-    waiting for minutes on a server that is down; MLflow reads these variables at each request.
-    """
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{settings.request_timeout_seconds:g}"
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.request_max_retries)
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.request_backoff_factor)
 
 
 @contextmanager

@@ -1,0 +1,287 @@
+"""The ASGI app: Starlette routes, hand-written validation, bearer authentication, metrics.
+
+Starlette rather than FastAPI: a request is validated by hand (each refusal names the
+transaction and the field, and NaN, infinities, booleans and strings are refused where
+pydantic's lax mode would coerce some), no OpenAPI page may be served without a token, and
+scoring one transaction is a fraction of a millisecond, so every layer a request passes
+through shows in the latency. FastAPI's additions would go unused; Starlette is its core.
+
+Routes:
+
+- ``GET /healthz``: the process answers (no token);
+- ``GET /readyz``: 200 once a model is loaded, else 503 with the reason (no token);
+- ``GET /metrics``: Prometheus text format (token);
+- ``GET /v1/model``: the version serving, its threshold, its features and an example (token);
+- ``POST /v1/score``: one transaction (a JSON object) or a batch (an array of them) (token);
+- ``GET /``: the analysts' page, static HTML; everything it shows comes from the two calls
+  above, made with the token the person types in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from pipelines.config import ServingSettings
+from pipelines.serving.metrics import ServiceMetrics
+from pipelines.serving.models import LoadedModel, ModelHolder, ModelWatcher
+from pipelines.serving.tokens import TokenChecker
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).with_name("page.html")
+# Fields a transaction may carry besides the model's features: the data set's `Time` (seconds
+# from its start; the model does not read it) and the caller's own id, echoed back.
+OPTIONAL_FIELDS = ("Time", "transaction_id")
+# The largest magnitude a feature may have: what float32 holds (XGBoost reads float32).
+MAX_ABS_VALUE = float(np.finfo(np.float32).max)
+# Batches larger than this are scored on a worker thread, so the event loop keeps answering.
+INLINE_ROWS = 64
+# A refusal lists at most this many problems (and says how many there were).
+MAX_PROBLEMS = 20
+_NUMBER_TYPES = (int, float)
+
+
+class RequestRefused(Exception):
+    def __init__(self, status: int, kind: str, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status, self.kind, self.detail = status, kind, detail
+
+
+def _problem(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> tuple[np.ndarray, list[Any], bool]:
+    """(features as rows x feature_cols, each transaction's id or None, whether it was one object).
+
+    :raises RequestRefused: 422 naming every problem found (up to :data:`MAX_PROBLEMS`).
+    """
+    try:
+        # NaN and Infinity parse (Python's json reads them) and are refused below, by field.
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestRefused(422, "invalid", [_problem([], f"the body is not valid JSON: {exc}",
+                                                       "json_invalid")]) from None
+    single = isinstance(payload, dict)
+    rows = [payload] if single else payload
+    if not isinstance(rows, list):
+        raise RequestRefused(422, "invalid", [_problem([], "expected a transaction (an object) or a batch (an array "
+                                                           "of objects)", "type_error")])
+    if not rows:
+        raise RequestRefused(422, "invalid", [_problem([], "the batch is empty", "too_short")])
+    if len(rows) > max_batch:
+        raise RequestRefused(422, "too_large", [_problem(
+            [], f"a batch holds at most {max_batch} transactions, got {len(rows)}", "too_long")])
+    expected = set(feature_cols)
+    allowed = expected | set(OPTIONAL_FIELDS)
+    features = np.empty((len(rows), len(feature_cols)))
+    ids: list[Any] = []
+    problems: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        where = [] if single else [index]
+        if not isinstance(row, dict):
+            problems.append(_problem(where, "a transaction is an object of the feature names", "type_error"))
+            ids.append(None)
+            continue
+        keys = row.keys()
+        for name in sorted(expected - keys):
+            problems.append(_problem([*where, name], "field required", "missing"))
+        for name in sorted(keys - allowed):
+            problems.append(_problem([*where, name], f"unknown field; a transaction has {feature_cols} "
+                                                     f"(and optionally {list(OPTIONAL_FIELDS)})", "extra_forbidden"))
+        for column, name in enumerate(feature_cols):
+            value = row.get(name)
+            if value is None and name not in keys:
+                continue
+            if type(value) not in _NUMBER_TYPES:  # bool is an int subclass: refused here too
+                problems.append(_problem([*where, name], f"must be a number, got {json.dumps(value)[:40]}",
+                                         "float_type"))
+            elif not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+                problems.append(_problem([*where, name], f"must be a finite number within ±{MAX_ABS_VALUE:.4g}, "
+                                                         f"got {value!r}", "finite_number"))
+            else:
+                features[index, column] = value
+        time_value = row.get("Time")
+        if "Time" in keys and (type(time_value) not in _NUMBER_TYPES or not math.isfinite(time_value)):
+            problems.append(_problem([*where, "Time"], "must be a finite number", "float_type"))
+        transaction_id = row.get("transaction_id")
+        if transaction_id is not None and type(transaction_id) not in (str, int):
+            problems.append(_problem([*where, "transaction_id"], "must be a string or an integer", "type_error"))
+        ids.append(transaction_id)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(_problem([], f"... and {len(problems) - MAX_PROBLEMS} more problems", "truncated"))
+        raise RequestRefused(422, "invalid", shown)
+    return features, ids, single
+
+
+def score_rows(model: LoadedModel, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fraud_probability at the real balance, is_fraud) per row, with ``model`` only."""
+    sample = model.portable.sample_probability(features)
+    return model.portable.decision.apply(sample)
+
+
+def create_app(settings: ServingSettings, tokens: str, *, holder: ModelHolder | None = None,
+               watcher: ModelWatcher | None = None, metrics: ServiceMetrics | None = None) -> Starlette:
+    """The service, serving what ``watcher`` loads into ``holder`` (both made from ``settings``
+    when not given; the watcher starts and stops with the app)."""
+    metrics = metrics or ServiceMetrics()
+    holder = holder or ModelHolder()
+    watcher = watcher if watcher is not None else ModelWatcher(settings.mlflow, holder, metrics,
+                                                               poll_seconds=settings.serve.poll_seconds)
+    checker = TokenChecker(tokens)
+    serve = settings.serve
+    page = PAGE.read_text()
+
+    def authorized(request: Request) -> None:
+        if not checker.allows(request.headers.get("authorization")):
+            raise RequestRefused(401, "unauthorized", "missing or invalid bearer token")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        model = holder.current
+        if model is None:
+            return JSONResponse({"ready": False, "reason": holder.waiting_reason}, status_code=503)
+        return JSONResponse({"ready": True, "model_version": model.version})
+
+    async def metrics_page(request: Request) -> Response:
+        authorized(request)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def serving(request: Request) -> LoadedModel:
+        model = holder.current  # read once: this request is answered by this version only
+        if model is None:
+            raise RequestRefused(503, "not_ready", f"no model is loaded yet ({holder.waiting_reason})")
+        return model
+
+    async def model_page(request: Request) -> Response:
+        authorized(request)
+        model = serving(request)
+        portable = model.portable
+        example = {}
+        if portable.parity is not None:
+            example = dict(zip(portable.feature_cols, portable.parity.features[0].tolist(), strict=True))
+        return JSONResponse({
+            "model_name": model.name, "model_version": model.version, "model_run_id": model.run_id,
+            "threshold": portable.decision.real_threshold, "feature_cols": portable.feature_cols,
+            "optional_fields": list(OPTIONAL_FIELDS), "max_batch": serve.max_batch,
+            "loaded_at": model.loaded_at, "example": example,
+        })
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > serve.max_body_bytes:
+            raise RequestRefused(413, "too_large", f"the body exceeds {serve.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > serve.max_body_bytes:
+                raise RequestRefused(413, "too_large", f"the body exceeds {serve.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def score(request: Request) -> Response:
+        authorized(request)
+        model = serving(request)
+        body = await read_body(request)
+        features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch)
+        if len(features) > INLINE_ROWS:
+            probability, is_fraud = await anyio.to_thread.run_sync(score_rows, model, features)
+        else:
+            probability, is_fraud = score_rows(model, features)
+        unscorable = np.flatnonzero(np.isnan(probability))
+        if unscorable.size:
+            raise RequestRefused(422, "unscorable", [_problem(
+                [] if single else [int(i)], "the model gives no probability for these values (they are far "
+                                            "outside anything it was fitted on)", "unscorable") for i in unscorable])
+        threshold = model.portable.decision.real_threshold
+        results = []
+        for transaction_id, p, flagged in zip(ids, probability.tolist(), is_fraud.tolist(), strict=True):
+            result = {"fraud_probability": p, "is_fraud": flagged, "threshold": threshold,
+                      "model_name": model.name, "model_version": model.version, "model_run_id": model.run_id}
+            if transaction_id is not None:
+                result = {"transaction_id": transaction_id, **result}
+            results.append(result)
+        metrics.transactions.labels(model_version=model.version).inc(len(results))
+        metrics.flagged.labels(model_version=model.version).inc(int(is_fraud.sum()))
+        for p in probability.tolist():
+            metrics.scores.observe(p)
+        return Response(json.dumps(results[0] if single else results), media_type="application/json")
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestRefused)
+        metrics.errors.labels(kind=exc.kind).inc()
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        metrics.errors.labels(kind="internal").inc()
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    app = Starlette(routes=[
+        Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_page),
+        Route("/v1/model", model_page), Route("/v1/score", score, methods=["POST"]), Route("/", index),
+    ], lifespan=lifespan, exception_handlers={RequestRefused: refused, Exception: internal_error})
+    return Measured(app, metrics)
+
+
+class Measured:
+    """ASGI middleware: counts and times every request by path and status. An unexpected
+    error was answered with a bare 500 by the app's handler; its trace is logged here, once."""
+
+    KNOWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/model", "/v1/score", "/"})
+
+    def __init__(self, app: Starlette, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"] if scope["path"] in self.KNOWN_PATHS else "other"
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            log.exception("an error answering %s %s", scope.get("method"), scope["path"])
+        finally:
+            self.metrics.requests.labels(path=path, status=str(status)).inc()
+            self.metrics.latency.labels(path=path).observe(time.perf_counter() - started)

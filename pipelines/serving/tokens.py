@@ -1,0 +1,105 @@
+"""Bearer tokens: read from the environment or a mounted secret file, checked in constant time.
+
+Where they come from, first found wins:
+
+1. ``FRAUD_SERVE_TOKEN``: one token;
+2. ``FRAUD_SERVE_TOKEN_FILE``: a file of tokens, one per line (a mounted Kubernetes Secret);
+   several lines let a new token be rolled out before the old one is withdrawn;
+3. ``[serve] token_file`` in ``conf/``: the same, on one machine (``make serve`` creates it).
+
+None of them means no token, and the service refuses to start: there is no mode without
+authentication.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "FRAUD_SERVE_TOKEN"
+TOKEN_FILE_ENV = "FRAUD_SERVE_TOKEN_FILE"
+# Shorter tokens can be guessed; `make serve` writes 43 characters (32 random bytes).
+MIN_TOKEN_LENGTH = 16
+
+
+def load_tokens(token_file: str | None, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """(the tokens joined by newlines, where they came from).
+
+    :raises ConfigError: no token is configured, a named file cannot be read, or a token is
+        shorter than :data:`MIN_TOKEN_LENGTH` or holds a space.
+    """
+    if environ.get(TOKEN_ENV):
+        tokens, source = [environ[TOKEN_ENV].strip()], f"${TOKEN_ENV}"
+    else:
+        path = environ.get(TOKEN_FILE_ENV) or token_file
+        if not path:
+            raise ConfigError(
+                f"no bearer token is configured: set {TOKEN_ENV} or {TOKEN_FILE_ENV}, or [serve] token_file "
+                f"in conf/ (`make serve` creates one); the service does not run without authentication")
+        source = f"${TOKEN_FILE_ENV} ({path})" if environ.get(TOKEN_FILE_ENV) else str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the bearer token file {source}: {exc.strerror}") from None
+        tokens = [line.strip() for line in text.splitlines() if line.strip()]
+        if not tokens:
+            raise ConfigError(f"the bearer token file {source} holds no token")
+        mode = Path(path).stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH) and not environ.get(TOKEN_FILE_ENV):
+            log.warning("the token file %s is readable by others than its owner (chmod 600 it)", path)
+    for token in tokens:
+        if len(token) < MIN_TOKEN_LENGTH or any(char.isspace() for char in token):
+            raise ConfigError(
+                f"a bearer token from {source} is shorter than {MIN_TOKEN_LENGTH} characters or holds a space")
+    return "\n".join(tokens), source
+
+
+def create_token_file(path: str | Path) -> bool:
+    """Write a new random token to ``path`` unless it exists; True if one was written.
+
+    The file is created readable and writable by its owner only (and its folder, if new, is
+    the owner's only), atomically: a token never exists with wider permissions.
+    """
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(32) + "\n")
+    return True
+
+
+class TokenChecker:
+    """Checks an ``Authorization`` header against the configured tokens, in constant time.
+
+    Every token is compared (no early exit), each with :func:`hmac.compare_digest`: the time
+    taken says nothing about how much of a guess was right, or which token it was close to.
+    """
+
+    def __init__(self, tokens: str) -> None:
+        self._tokens = [token.encode() for token in tokens.splitlines() if token]
+        if not self._tokens:
+            raise ConfigError("no bearer token to check against")
+
+    def allows(self, authorization: str | None) -> bool:
+        if not authorization:
+            return False
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        candidate = given.strip().encode("utf-8", "replace")
+        allowed = False
+        for token in self._tokens:
+            allowed |= hmac.compare_digest(candidate, token)
+        return allowed
