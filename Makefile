@@ -46,6 +46,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/hadolint deploy/serve.Dockerfile
 
 # Then the date and time tests once more with the clock 3 h 30 min behind UTC (a POSIX TZ,
 # which needs no time zone database): nothing may depend on the machine's zone.
