@@ -12,7 +12,7 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo test lint ui bench clean-state clean
+.PHONY: setup demo test lint ui serve bench bench-serve clean-state clean
 
 setup: $(VENV)/.installed .jars/.fetched
 
@@ -57,6 +57,17 @@ test: setup lint $(AIRFLOW_VENV)/.installed
 # Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
 bench: setup
 	$(PY) benchmarks/generate_ingest.py --days 10 --rows-per-day 200000
+
+# The online scoring service on 127.0.0.1:8000 ([serve] in conf/local.toml), answering with the
+# champion's portable form (no Spark, no JVM). The first run writes a random bearer token to
+# .secrets/serve-token (git-ignored, readable only by you); the page is http://127.0.0.1:8000/.
+serve: setup
+	$(VENV)/bin/fraud-serve --env local --create-token-if-missing
+
+# Latency, throughput and a swap under load of the service against `mlflow models serve` on the
+# same champion (run `make demo` first; prints its figures; takes ~10 minutes).
+bench-serve: setup
+	$(PY) benchmarks/serve_load.py
 
 # MLflow 3.17's UI opens an experiment on its GenAI overview unless told the workflow type.
 ui: setup
