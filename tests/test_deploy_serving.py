@@ -529,7 +529,7 @@ def test_a_token_secret_mounted_as_kubernetes_mounts_it_is_accepted(tmp_path):
     token_file.write_text("a" * 43 + "\n" + "b" * 43 + "\n")
     token_file.chmod(secret["defaultMode"])
     assert stat.S_IMODE(token_file.stat().st_mode) == secret["defaultMode"]
-    tokens, _ = load_tokens(None, {"FRAUD_SERVE_TOKEN_FILE": str(token_file)})
+    tokens, _, _ = load_tokens(None, {"FRAUD_SERVE_TOKEN_FILE": str(token_file)})
     assert tokens.splitlines() == ["a" * 43, "b" * 43]
 
 

@@ -444,3 +444,20 @@ def test_the_registered_model_loads_through_pyfunc_without_spark_or_java(service
     (predicted,) = json.loads(done.stdout.strip().splitlines()[-1])
     champion = str(service.client.get_model_version_by_alias("fraud_detector", "champion").version)
     assert abs(predicted["fraud_probability"] - expected(service, champion, example(service))) <= 1e-12
+
+
+def test_a_token_is_rotated_by_editing_the_file_without_a_restart(tmp_path):
+    from pipelines.serving.tokens import TokenChecker, load_tokens
+
+    path = tmp_path / "tokens"
+    old, new = "old-token-" + "a" * 30, "new-token-" + "b" * 30
+    path.write_text(old + "\n")
+    tokens, _, reread = load_tokens(str(path), {})
+    checker = TokenChecker(tokens, path=reread, recheck_seconds=0.0)
+    assert checker.allows(f"Bearer {old}") and not checker.allows(f"Bearer {new}")
+    path.write_text(f"{old}\n{new}\n")  # both, while the callers move over
+    assert checker.allows(f"Bearer {old}") and checker.allows(f"Bearer {new}")
+    path.write_text(new + "\n")
+    assert checker.allows(f"Bearer {new}") and not checker.allows(f"Bearer {old}")
+    path.write_text("")  # emptied by mistake: the tokens before stay
+    assert checker.allows(f"Bearer {new}")

@@ -137,15 +137,17 @@ def score_rows(model: LoadedModel, features: np.ndarray) -> tuple[np.ndarray, np
     return model.portable.decision.apply(sample)
 
 
-def create_app(settings: ServingSettings, tokens: str, *, holder: ModelHolder | None = None,
-               watcher: ModelWatcher | None = None, metrics: ServiceMetrics | None = None) -> Starlette:
+def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None = None,
+               holder: ModelHolder | None = None, watcher: ModelWatcher | None = None,
+               metrics: ServiceMetrics | None = None) -> Starlette:
     """The service, serving what ``watcher`` loads into ``holder`` (both made from ``settings``
-    when not given; the watcher starts and stops with the app)."""
+    when not given; the watcher starts and stops with the app). ``token_file``, when the
+    tokens came from one, is read again for rotations."""
     metrics = metrics or ServiceMetrics()
     holder = holder or ModelHolder()
     watcher = watcher if watcher is not None else ModelWatcher(settings.mlflow, holder, metrics,
                                                                poll_seconds=settings.serve.poll_seconds)
-    checker = TokenChecker(tokens)
+    checker = TokenChecker(tokens, path=token_file)
     serve = settings.serve
     page = PAGE.read_text()
 

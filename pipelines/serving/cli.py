@@ -42,14 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if create_token_file(serve.token_file):
                 print(f"fraud-serve: wrote a new bearer token to {serve.token_file} (readable only by you); "
                       f"send it as 'Authorization: Bearer <token>'", file=sys.stderr)
-        tokens, source = load_tokens(serve.token_file)
+        tokens, source, token_file = load_tokens(serve.token_file)
     except FraudScoringError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     host, port = args.host or serve.host, args.port or serve.port
     log.info("bearer token(s) from %s; model %s@%s from %s; listening on http://%s:%d", source,
              settings.mlflow.model_name, settings.mlflow.champion_alias, settings.mlflow.tracking_uri, host, port)
-    app = create_app(settings, tokens)
+    app = create_app(settings, tokens, token_file=token_file)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=20)
     return 0
 

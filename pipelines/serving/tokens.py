@@ -8,7 +8,9 @@ Where they come from, first found wins:
 3. ``[serve] token_file`` in ``conf/``: the same, on one machine (``make serve`` creates it).
 
 None of them means no token, and the service refuses to start: there is no mode without
-authentication.
+authentication. A token file is read again every few seconds, so a token is rotated without a
+restart: add the new line, move the callers over, remove the old line (Kubernetes updates a
+mounted Secret in place). A file that becomes unreadable or invalid keeps the tokens before it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,14 +32,17 @@ TOKEN_ENV = "FRAUD_SERVE_TOKEN"
 TOKEN_FILE_ENV = "FRAUD_SERVE_TOKEN_FILE"
 # Shorter tokens can be guessed; `make serve` writes 43 characters (32 random bytes).
 MIN_TOKEN_LENGTH = 16
+# How often a token file is read again (seconds).
+RECHECK_SECONDS = 5.0
 
 
-def load_tokens(token_file: str | None, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
-    """(the tokens joined by newlines, where they came from).
+def load_tokens(token_file: str | None, environ: Mapping[str, str] = os.environ) -> tuple[str, str, str | None]:
+    """(the tokens joined by newlines, where they came from, the file to read again or None).
 
     :raises ConfigError: no token is configured, a named file cannot be read, or a token is
         shorter than :data:`MIN_TOKEN_LENGTH` or holds a space.
     """
+    path = None
     if environ.get(TOKEN_ENV):
         tokens, source = [environ[TOKEN_ENV].strip()], f"${TOKEN_ENV}"
     else:
@@ -46,21 +52,30 @@ def load_tokens(token_file: str | None, environ: Mapping[str, str] = os.environ)
                 f"no bearer token is configured: set {TOKEN_ENV} or {TOKEN_FILE_ENV}, or [serve] token_file "
                 f"in conf/ (`make serve` creates one); the service does not run without authentication")
         source = f"${TOKEN_FILE_ENV} ({path})" if environ.get(TOKEN_FILE_ENV) else str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the bearer token file {source}: {exc.strerror}") from None
-        tokens = [line.strip() for line in text.splitlines() if line.strip()]
-        if not tokens:
-            raise ConfigError(f"the bearer token file {source} holds no token")
+        tokens = _read_token_file(path, source)
         mode = Path(path).stat().st_mode
         if mode & (stat.S_IRGRP | stat.S_IROTH) and not environ.get(TOKEN_FILE_ENV):
             log.warning("the token file %s is readable by others than its owner (chmod 600 it)", path)
+    _check_tokens(tokens, source)
+    return "\n".join(tokens), source, path
+
+
+def _read_token_file(path: str, source: str) -> list[str]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the bearer token file {source}: {exc.strerror}") from None
+    tokens = [line.strip() for line in text.splitlines() if line.strip()]
+    if not tokens:
+        raise ConfigError(f"the bearer token file {source} holds no token")
+    return tokens
+
+
+def _check_tokens(tokens: list[str], source: str) -> None:
     for token in tokens:
         if len(token) < MIN_TOKEN_LENGTH or any(char.isspace() for char in token):
             raise ConfigError(
                 f"a bearer token from {source} is shorter than {MIN_TOKEN_LENGTH} characters or holds a space")
-    return "\n".join(tokens), source
 
 
 def create_token_file(path: str | Path) -> bool:
@@ -87,12 +102,30 @@ class TokenChecker:
     taken says nothing about how much of a guess was right, or which token it was close to.
     """
 
-    def __init__(self, tokens: str) -> None:
+    def __init__(self, tokens: str, *, path: str | None = None, recheck_seconds: float = RECHECK_SECONDS) -> None:
         self._tokens = [token.encode() for token in tokens.splitlines() if token]
         if not self._tokens:
             raise ConfigError("no bearer token to check against")
+        self._path, self._recheck_seconds = path, recheck_seconds
+        self._checked_at = time.monotonic()
+
+    def _reread(self) -> None:
+        """Take the token file's tokens if it changed and is valid; keep the old ones otherwise."""
+        self._checked_at = time.monotonic()
+        try:
+            tokens = _read_token_file(self._path, self._path)
+            _check_tokens(tokens, self._path)
+        except ConfigError as exc:
+            log.warning("keeping the bearer tokens read before: %s", exc)
+            return
+        encoded = [token.encode() for token in tokens]
+        if encoded != self._tokens:
+            self._tokens = encoded
+            log.info("bearer tokens read again from %s: %d token(s)", self._path, len(encoded))
 
     def allows(self, authorization: str | None) -> bool:
+        if self._path and time.monotonic() - self._checked_at >= self._recheck_seconds:
+            self._reread()
         if not authorization:
             return False
         scheme, _, given = authorization.partition(" ")
