@@ -168,3 +168,28 @@ def test_the_decision_flags_what_the_uncorrected_score_flags(p, threshold, weigh
     np.testing.assert_array_equal(flagged, p >= threshold)
     np.testing.assert_array_equal(flagged, probability >= decision.real_threshold)
     assert ((probability >= 0) & (probability <= 1)).all()
+
+
+@pytest.mark.e2e
+def test_train_does_not_register_a_model_without_a_portable_form(spark, tmp_path, monkeypatch):
+    """A stage the portable scorer does not know is a clear error at registration (exit 5),
+    not at 2 a.m. in the service: the run fails and no version is registered."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from jobs import ingest, train
+    from pipelines.portable import stages
+    from pipelines.registry import configure_mlflow
+    from tests.conftest import quick_settings_in
+    from tests.test_end_to_end import INGESTED_AT
+
+    settings = quick_settings_in(tmp_path)
+    ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
+    configure_mlflow(settings.mlflow)
+    monkeypatch.delitem(stages.SPARK_STAGES, "org.apache.spark.ml.classification.LogisticRegressionModel")
+    with pytest.raises(ModelNotPortableError, match=r"LogisticRegressionModel.*has no portable form") as raised:
+        train.run(spark, settings, commit="test")
+    assert raised.value.exit_code == 5
+    assert MlflowClient().search_model_versions("name = 'fraud_detector'") == []
+    (run,) = mlflow.search_runs(filter_string="tags.mlflow.runName LIKE 'train%'", output_format="list")
+    assert run.info.status == "FAILED"
