@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 def serve_conf(folder: Path, store: str, *, token_file: Path | None = None, poll_seconds: float = 0.5,
-               max_batch: int = 50) -> Path:
+               max_batch: int = 100) -> Path:
     path = folder / "serve.toml"
     token_line = f'token_file = "{token_file}"\n' if token_file else ""
     path.write_text(
@@ -206,7 +206,7 @@ def test_a_bad_transaction_is_422_naming_the_field(service, change, loc, message
     assert problem["loc"] == loc and message in problem["msg"]
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "1" + "0" * 400])
 def test_nan_and_infinities_are_422_naming_the_field(service, literal):
     body = json.dumps(example(service)).replace(f'"V7": {example(service)["V7"]!r}', f'"V7": {literal}')
     assert literal in body
@@ -220,8 +220,8 @@ def test_batch_problems_name_the_transaction_and_an_oversized_batch_is_refused(s
     batch[2]["V1"] = "oops"
     answer = bad(service, json.dumps(batch))
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", 2, "V1"]
-    too_many = bad(service, json.dumps([example(service)] * 51))
-    assert too_many.status_code == 422 and "at most 50 transactions, got 51" in too_many.json()["detail"][0]["msg"]
+    too_many = bad(service, json.dumps([example(service)] * 101))
+    assert too_many.status_code == 422 and "at most 100 transactions, got 101" in too_many.json()["detail"][0]["msg"]
     for body in ("[]", "not json", "[1, 2]", '"text"'):
         assert bad(service, body).status_code == 422, body
     huge = bad(service, "[" + ",".join([json.dumps(example(service))] * 400) + "]")
@@ -244,14 +244,15 @@ def test_online_scores_equal_the_nightly_delta_table(spark, service):
     tables = service.settings.tables
     scored = spark.read.format("delta").load(tables.scored_path)
     rows = (spark.read.format("delta").load(tables.transactions_path)
-            .join(scored, "transaction_id").orderBy("transaction_id").limit(50).toPandas())
+            .join(scored, "transaction_id").orderBy("transaction_id").limit(90).toPandas())
     # The frauds too: the rows the decision is about.
     frauds = (spark.read.format("delta").load(tables.transactions_path).where("Class = 1")
               .join(scored, "transaction_id").limit(40).toPandas())
     for frame in (rows, frauds):
         batch = [{**{c: float(row[c]) for c in FEATURE_COLS}, "transaction_id": row["transaction_id"]}
                  for _, row in frame.iterrows()]
-        online = requests.post(f"{service.url}/v1/score", headers=auth(), json=batch[:50]).json()
+        # 90 rows are scored on a worker thread, 40 on the event loop (app.INLINE_ROWS is 64).
+        online = requests.post(f"{service.url}/v1/score", headers=auth(), json=batch).json()
         for result, (_, row) in zip(online, frame.iterrows(), strict=True):
             assert result["transaction_id"] == row["transaction_id"]
             assert abs(result["fraud_probability"] - row["fraud_probability"]) <= 1e-9
@@ -461,3 +462,19 @@ def test_a_token_is_rotated_by_editing_the_file_without_a_restart(tmp_path):
     assert checker.allows(f"Bearer {new}") and not checker.allows(f"Bearer {old}")
     path.write_text("")  # emptied by mistake: the tokens before stay
     assert checker.allows(f"Bearer {new}")
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe not utf-8", b"\x00", b"", b"null", b"[null]", b"[[]]",
+    b'{"V1": {"a": 1}}', b'{"Time": "x"}', b'{"transaction_id": true}', b"1" * 5000,
+    json.dumps({c: 10 ** 400 for c in FEATURE_COLS}).encode(), json.dumps({"Time": 10 ** 400}).encode(),
+], ids=["deep", "not-utf8", "nul", "empty", "null", "null-row", "array-row", "object-value", "bad-time",
+        "bool-id", "long-number", "huge-ints", "huge-time"])
+def test_any_body_is_refused_with_a_422_never_an_error(body):
+    """The parser alone (no server): whatever arrives is a refusal naming what is wrong."""
+    from pipelines.serving.app import RequestRefused, parse_transactions
+
+    with pytest.raises(RequestRefused) as refused:
+        parse_transactions(body, FEATURE_COLS, max_batch=10)
+    assert refused.value.status == 422
+    assert refused.value.detail and all("loc" in problem for problem in refused.value.detail)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,6 +48,7 @@ PAGE = Path(__file__).with_name("page.html")
 OPTIONAL_FIELDS = ("Time", "transaction_id")
 # The largest magnitude a feature may have: what float32 holds (XGBoost reads float32).
 MAX_ABS_VALUE = float(np.finfo(np.float32).max)
+_MAX_DOUBLE = float(np.finfo(np.float64).max)
 # Batches larger than this are scored on a worker thread, so the event loop keeps answering.
 INLINE_ROWS = 64
 # A refusal lists at most this many problems (and says how many there were).
@@ -74,7 +74,7 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
     try:
         # NaN and Infinity parse (Python's json reads them) and are refused below, by field.
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestRefused(422, "invalid", [_problem([], f"the body is not valid JSON: {exc}",
                                                        "json_invalid")]) from None
     single = isinstance(payload, dict)
@@ -111,13 +111,13 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
             if type(value) not in _NUMBER_TYPES:  # bool is an int subclass: refused here too
                 problems.append(_problem([*where, name], f"must be a number, got {json.dumps(value)[:40]}",
                                          "float_type"))
-            elif not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+            elif not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # NaN, infinities, and ints of any size
                 problems.append(_problem([*where, name], f"must be a finite number within ±{MAX_ABS_VALUE:.4g}, "
                                                          f"got {value!r}", "finite_number"))
             else:
                 features[index, column] = value
         time_value = row.get("Time")
-        if "Time" in keys and (type(time_value) not in _NUMBER_TYPES or not math.isfinite(time_value)):
+        if "Time" in keys and (type(time_value) not in _NUMBER_TYPES or not -_MAX_DOUBLE <= time_value <= _MAX_DOUBLE):
             problems.append(_problem([*where, "Time"], "must be a finite number", "float_type"))
         transaction_id = row.get("transaction_id")
         if transaction_id is not None and type(transaction_id) not in (str, int):
