@@ -21,14 +21,11 @@ from pyspark.ml import PipelineModel
 
 from pipelines.config import MlflowSettings, limit_requests
 from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ServiceUnavailableError
+from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.scoring import ModelRef
 
-THRESHOLD_TAG = "decision_threshold"
 # The days whose rows (at the version's source.table_version) the model was fitted on.
 FITTED_DAYS_TAG = "fitted.days"
-# How many real normal transactions one normal training row stood for (the sample's
-# down-sampling): what turns the model's score into a probability at the real class balance.
-NORMAL_WEIGHT_TAG = "normal_weight"
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
 
 

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from pipelines.errors import ModelNotPortableError
 from pipelines.model import fraud_probability
-from pipelines.portable import pyfunc as portable_pyfunc
+from pipelines.portable import pyfunc as portable_pyfunc  # our loader (mlflow's pyfunc module is `pyfunc`)
 from pipelines.portable.decision import Decision
 from pipelines.portable.model import PARITY_TOLERANCE, ParityRows, PortableModel, compare
 from pipelines.portable.pyfunc import PORTABLE_DIR
@@ -167,6 +167,7 @@ def log_model(
                                        examples[portable.feature_cols].to_numpy(dtype=np.float64), seed=seed)
         return portable
 
+    # This module is the "flavor" Model.log calls: its save_model above writes both forms.
     return Model.log(artifact_path=artifact_path, flavor=sys.modules[__name__], flavor_name="spark",
                      spark_model=spark_model, make_portable=make_portable, input_example=input_example,
                      pip_requirements=pip_requirements)

@@ -193,3 +193,28 @@ def test_train_does_not_register_a_model_without_a_portable_form(spark, tmp_path
     assert MlflowClient().search_model_versions("name = 'fraud_detector'") == []
     (run,) = mlflow.search_runs(filter_string="tags.mlflow.runName LIKE 'train%'", output_format="list")
     assert run.info.status == "FAILED"
+
+
+def test_a_multinomial_logistic_regression_is_refused(sample, tmp_path):
+    from pyspark.ml.classification import LogisticRegression
+
+    assembler = VectorAssembler(inputCols=FEATURE_COLS, outputCol="raw_features")
+    multinomial = LogisticRegression(featuresCol="raw_features", labelCol="Class", family="multinomial", maxIter=5)
+    Pipeline(stages=[assembler, multinomial]).fit(sample).write().save(str(tmp_path / "sparkml"))
+    with pytest.raises(ModelNotPortableError, match="is multinomial"):
+        PortableModel.from_spark_pipeline(tmp_path / "sparkml", decision=DECISION)
+
+
+def test_damaged_tree_arrays_are_refused_on_load(fitted, tmp_path):
+    """A corrupt file must never reach the compiled walk: a child before its parent would loop."""
+    _, path = fitted["random_forest"]
+    portable = PortableModel.from_spark_pipeline(path, decision=DECISION)
+    portable.save(tmp_path / "portable")
+    with np.load(tmp_path / "portable" / "arrays.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    key = next(name for name in arrays if name.endswith(".left"))
+    feature = arrays[key.replace(".left", ".feature")]
+    arrays[key][np.flatnonzero(feature >= 0)[1]] = 0  # an inner node pointing back at the root
+    np.savez(tmp_path / "portable" / "arrays.npz", **arrays)
+    with pytest.raises(ModelNotPortableError, match="not in pre-order"):
+        PortableModel.load(tmp_path / "portable")

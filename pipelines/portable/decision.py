@@ -3,7 +3,8 @@
 The model's score ``p`` is a probability at the training sample's class balance; the
 probability reported is ``p / (p + (1 - p) * w)`` at the real balance, and the decision is
 ``p >= threshold`` on the uncorrected score (see :mod:`pipelines.scoring`, which does the same
-on Spark columns). These functions hold the arithmetic both use.
+on Spark columns, written there with Spark's functions). The threshold's own arithmetic is here
+only, and both use it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# The registry tags of a version that hold its decision (read by the batch, checked by the service).
+THRESHOLD_TAG = "decision_threshold"
+# How many real normal transactions one normal training row stood for (the sample's
+# down-sampling): what turns the model's score into a probability at the real class balance.
+NORMAL_WEIGHT_TAG = "normal_weight"
 
 
 def check_normal_weight(normal_weight: float) -> None:

@@ -35,8 +35,8 @@ from pipelines.portable.stages import (
     Assembler,
     Classifier,
     Stage,
+    TreeClassifier,
     XGBoost,
-    _TreeClassifier,
     read_metadata,
 )
 
@@ -111,14 +111,7 @@ class PortableModel:
                     f"stage {index} ({spark_class}, {uid}) has no portable form, so this model cannot be "
                     f"scored without Spark; stages with one: {sorted(SPARK_STAGES)}")
             stages.append(stage_type.from_spark(stage_dir, stage_metadata))
-        model = cls(stages, output_col=output_col, decision=decision, source=source)
-        for stage in model.stages:
-            if isinstance(stage, _TreeClassifier):
-                try:
-                    stage.trees.check(len(model.feature_cols))
-                except ValueError as exc:
-                    raise ModelNotPortableError(f"{stage.kind} stage: {exc}") from exc
-        return model
+        return cls(stages, output_col=output_col, decision=decision, source=source)
 
     # --- scoring ---------------------------------------------------------------------------
     def sample_probability(self, features: np.ndarray) -> np.ndarray:
@@ -167,7 +160,7 @@ class PortableModel:
         for stage in self.stages:
             if not isinstance(stage, Classifier) or stage.features_col != raw:
                 continue
-            if isinstance(stage, _TreeClassifier):
+            if isinstance(stage, TreeClassifier):
                 features, thresholds = stage.trees.splits()
                 points += [(int(f), float(t), "<=") for f, t in zip(features, thresholds, strict=True)]
             elif isinstance(stage, XGBoost):

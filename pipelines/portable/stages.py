@@ -7,11 +7,12 @@ columns of a batch held as numpy arrays, the way Spark ML computes them:
 - ``VectorAssembler``: the input columns side by side, in its order;
 - ``StandardScalerModel``: ``(x - mean) * (1 / std)`` (0 where std is 0), each part only if
   ``withMean`` / ``withStd``;
-- ``LogisticRegressionModel`` (binary): ``1 / (1 + exp(-(x . coefficients + intercept)))``;
+- ``LogisticRegressionModel`` (binary): ``1 - 1 / (1 + exp(m))``, ``m = x . coefficients +
+  intercept`` (Spark computes P(0) from the raw vector ``[-m, m]``, then ``P(1) = 1 - P(0)``);
 - ``RandomForestClassificationModel``: each tree's leaf gives its class shares
   (``impurityStats / sum``); they are summed over trees and normalised;
 - ``GBTClassificationModel`` (logistic loss): ``m = sum(tree prediction * weight)``,
-  ``1 / (1 + exp(-2 m))``;
+  ``1 - 1 / (1 + exp(2 m))``, in the same order;
 - ``SparkXGBClassifierModel``: XGBoost's own booster on float32 features, the margin through
   the logistic function in float32, as ``xgboost.spark`` does;
 - ``pipelines.model.MeanProbability``: the mean of its inputs' fraud probabilities.
@@ -37,6 +38,8 @@ from pipelines.errors import ModelNotPortableError
 from pipelines.portable.trees import TreeArrays, forest_votes, weighted_sum
 
 Columns = dict[str, np.ndarray]
+# What a stage saves: a JSON record, named arrays (in arrays.npz) and named files (a booster).
+Record = tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]
 
 
 def read_metadata(stage_dir: Path) -> dict[str, Any]:
@@ -58,7 +61,7 @@ def _params(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {**metadata.get("defaultParamMap", {}), **metadata.get("paramMap", {})}
 
 
-def _dense(vector: Mapping[str, Any], *, what: str) -> np.ndarray:
+def _dense(vector: Mapping[str, Any]) -> np.ndarray:
     """A Spark ML vector as saved in Parquet (type 1 dense, 0 sparse) as a float64 array."""
     values = np.asarray(vector["values"], dtype=np.float64)
     if vector["type"] == 1:
@@ -77,7 +80,7 @@ class Stage:
     def apply(self, columns: Columns) -> None:
         raise NotImplementedError
 
-    def to_record(self, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    def to_record(self, key: str) -> Record:
         """What is saved: a JSON record, named arrays (prefixed ``key``) and named files."""
         raise NotImplementedError
 
@@ -104,11 +107,12 @@ class Assembler(Stage):
             raise KeyError(f"the assembler reads {missing}, which the batch lacks")
         columns[self.output_col] = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in self.input_cols])
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         return {"input_cols": self.input_cols, "output_col": self.output_col}, {}, {}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         return cls(record["input_cols"], record["output_col"])
 
 
@@ -122,7 +126,7 @@ class Scaler(Stage):
     def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> Scaler:
         params = _params(metadata)
         (row,) = _read_rows(stage_dir / "data")
-        std, mean = _dense(row["std"], what="std"), _dense(row["mean"], what="mean")
+        std, mean = _dense(row["std"]), _dense(row["mean"])
         scale = np.where(std == 0.0, 0.0, 1.0 / np.where(std == 0.0, 1.0, std)) if params["withStd"] else None
         return cls(params["inputCol"], params["outputCol"], mean if params["withMean"] else None, scale)
 
@@ -134,7 +138,7 @@ class Scaler(Stage):
             values = values * self.scale
         columns[self.output_col] = values
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         arrays = {}
         if self.shift is not None:
             arrays[f"{key}.shift"] = self.shift
@@ -146,7 +150,8 @@ class Scaler(Stage):
         return record, arrays, {}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         return cls(record["input_col"], record["output_col"],
                    arrays[record["shift"]] if record["shift"] else None,
                    arrays[record["scale"]] if record["scale"] else None)
@@ -187,26 +192,29 @@ class Logistic(Classifier):
         matrix = row["coefficientMatrix"]
         if matrix["type"] != 1 or matrix["numRows"] != 1:
             raise ModelNotPortableError(f"{metadata['uid']}: coefficients are not one dense row")
-        intercept = _dense(row["interceptVector"], what="intercept")
+        intercept = _dense(row["interceptVector"])
         return cls(*cls._columns(metadata), np.asarray(matrix["values"], dtype=np.float64), float(intercept[0]))
 
     def fraud_probability(self, x: np.ndarray) -> np.ndarray:
         margin = x @ self.coefficients + self.intercept
+        # As Spark's raw2probabilityInPlace on raw = [-m, m]: P(0) first, then P(1) = 1 - P(0).
         with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-margin))
+            return 1.0 - 1.0 / (1.0 + np.exp(margin))
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         record = {"features_col": self.features_col, "output_col": self.output_col,
                   "coefficients": f"{key}.coefficients", "intercept": self.intercept}
         return record, {f"{key}.coefficients": self.coefficients}, {}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         return cls(record["features_col"], record["output_col"], arrays[record["coefficients"]], record["intercept"])
 
 
-def _spark_trees(stage_dir: Path, metadata: Mapping[str, Any], *, leaf_value: str) -> tuple[TreeArrays, np.ndarray]:
-    """A saved Spark tree ensemble as flat arrays, and its tree weights.
+def _spark_trees(stage_dir: Path, metadata: Mapping[str, Any], *,
+                 leaf_value: str) -> tuple[TreeArrays, np.ndarray, int]:
+    """A saved Spark tree ensemble as flat arrays, its tree weights and its number of features.
 
     :param leaf_value: ``"class_shares"`` (a classification forest: ``value`` is the leaf's
         share of class 1, ``value0`` of class 0) or ``"prediction"`` (boosted regression trees).
@@ -255,36 +263,50 @@ def _spark_trees(stage_dir: Path, metadata: Mapping[str, Any], *, leaf_value: st
         value=np.asarray(value, dtype=np.float64), value0=np.asarray(value0, dtype=np.float64),
         roots=np.asarray(roots, dtype=np.int32),
     )
-    return trees, np.asarray([row["weights"] for row in weights_rows], dtype=np.float64)
+    n_features = int(metadata["numFeatures"])
+    try:
+        trees.check(n_features)
+    except ValueError as exc:
+        raise ModelNotPortableError(f"{metadata['uid']}: {exc}") from exc
+    return trees, np.asarray([row["weights"] for row in weights_rows], dtype=np.float64), n_features
 
 
-class _TreeClassifier(Classifier):
-    def __init__(self, features_col: str, output_col: str, trees: TreeArrays, weights: np.ndarray) -> None:
+class TreeClassifier(Classifier):
+    def __init__(self, features_col: str, output_col: str, trees: TreeArrays, weights: np.ndarray, *,
+                 n_features: int) -> None:
         super().__init__(features_col, output_col)
-        self.trees, self.weights = trees, weights
+        self.trees, self.weights, self.n_features = trees, weights, n_features
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         arrays = {f"{key}.{name}": array for name, array in self.trees.arrays().items()}
         arrays[f"{key}.weights"] = self.weights
-        return {"features_col": self.features_col, "output_col": self.output_col, "arrays": key}, arrays, {}
+        record = {"features_col": self.features_col, "output_col": self.output_col, "arrays": key,
+                  "n_features": self.n_features}
+        return record, arrays, {}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         key = record["arrays"]
         trees = TreeArrays.from_arrays({name: arrays[f"{key}.{name}"] for name in
                                         ("feature", "threshold", "left", "right", "value", "value0", "roots")})
-        return cls(record["features_col"], record["output_col"], trees, arrays[f"{key}.weights"])
+        try:
+            trees.check(n_features=int(record["n_features"]))
+        except ValueError as exc:  # a damaged file must not reach the compiled walk
+            raise ModelNotPortableError(f"{cls.kind} stage: {exc}") from exc
+        return cls(record["features_col"], record["output_col"], trees, arrays[f"{key}.weights"],
+                   n_features=int(record["n_features"]))
 
 
-class Forest(_TreeClassifier):
+class Forest(TreeClassifier):
     kind = "random_forest"
 
     @classmethod
     def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> Forest:
-        trees, weights = _spark_trees(stage_dir, metadata, leaf_value="class_shares")
+        trees, weights, n_features = _spark_trees(stage_dir, metadata, leaf_value="class_shares")
         if not (weights == 1.0).all():
             raise ModelNotPortableError(f"{metadata['uid']}: a forest tree has a weight other than 1")
-        return cls(*cls._columns(metadata), trees, weights)
+        return cls(*cls._columns(metadata), trees, weights, n_features=n_features)
 
     def fraud_probability(self, x: np.ndarray) -> np.ndarray:
         votes0, votes1 = forest_votes(self.trees, x)
@@ -293,7 +315,7 @@ class Forest(_TreeClassifier):
             return np.where(total != 0, votes1 / total, 0.0)
 
 
-class Boosted(_TreeClassifier):
+class Boosted(TreeClassifier):
     kind = "gbt"
 
     @classmethod
@@ -302,13 +324,14 @@ class Boosted(_TreeClassifier):
         if params.get("lossType", "logistic") != "logistic":
             raise ModelNotPortableError(
                 f"{metadata['uid']}: GBT loss {params['lossType']!r}; only 'logistic' is portable")
-        trees, weights = _spark_trees(stage_dir, metadata, leaf_value="prediction")
-        return cls(*cls._columns(metadata), trees, weights)
+        trees, weights, n_features = _spark_trees(stage_dir, metadata, leaf_value="prediction")
+        return cls(*cls._columns(metadata), trees, weights, n_features=n_features)
 
     def fraud_probability(self, x: np.ndarray) -> np.ndarray:
         margin = weighted_sum(self.trees, self.weights, x)
+        # As Spark: the logistic loss's probability of raw[0] = -m is P(0); P(1) = 1 - P(0).
         with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-2.0 * margin))
+            return 1.0 - 1.0 / (1.0 + np.exp(2.0 * margin))
 
 
 class XGBoost(Classifier):
@@ -332,6 +355,11 @@ class XGBoost(Classifier):
     @classmethod
     def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> XGBoost:
         params = _params(metadata)
+        missing = params.get("missing", float("nan"))
+        if not (isinstance(missing, float) and np.isnan(missing)) or params.get("iteration_range"):
+            raise ModelNotPortableError(
+                f"{metadata['uid']}: XGBoost with missing={missing!r} or an iteration_range has no portable form "
+                f"(it scores with missing=NaN and the booster's own best iteration)")
         if params.get("features_cols") or params.get("base_margin_col") or params.get("enable_sparse_data_optim"):
             raise ModelNotPortableError(
                 f"{metadata['uid']}: XGBoost with features_cols, base_margin_col or sparse data optimisation "
@@ -349,13 +377,14 @@ class XGBoost(Classifier):
         # float32, as xgboost.spark computes it; Spark then holds it as a double.
         return expit(np.asarray(margin, dtype=np.float32)).astype(np.float64)
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         name = f"{key}.booster.json"
         return {"features_col": self.features_col, "output_col": self.output_col, "booster": name}, {}, {
             name: self.booster_json}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         return cls(record["features_col"], record["output_col"], files[record["booster"]])
 
 
@@ -376,11 +405,12 @@ class Mean(Stage):
             total = total + columns[col]
         columns[self.output_col] = total / len(self.input_cols)
 
-    def to_record(self, key: str):
+    def to_record(self, key: str) -> Record:
         return {"input_cols": self.input_cols, "output_col": self.output_col}, {}, {}
 
     @classmethod
-    def from_record(cls, record, arrays, files):
+    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    files: Mapping[str, bytes]) -> Stage:
         return cls(record["input_cols"], record["output_col"])
 
 

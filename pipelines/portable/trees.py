@@ -73,6 +73,10 @@ class TreeArrays:
         children = np.concatenate([self.left[inner], self.right[inner]])
         if children.size and (children.min() < 0 or children.max() >= n):
             raise ValueError("a child index is outside the node arrays")
+        # Nodes are in pre-order: a child comes after its parent, so every walk ends at a leaf.
+        index = np.flatnonzero(inner)
+        if ((self.left[inner] <= index) | (self.right[inner] <= index)).any():
+            raise ValueError("a child comes before its parent: the nodes are not in pre-order")
         if self.roots.size and (self.roots.min() < 0 or self.roots.max() >= n):
             raise ValueError("a root index is outside the node arrays")
         if not np.isfinite(self.threshold[inner]).all():

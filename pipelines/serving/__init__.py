@@ -4,7 +4,7 @@
 - :mod:`~pipelines.serving.models`: the model being served, and the watcher that swaps in a
   new version when the registry alias moves;
 - :mod:`~pipelines.serving.metrics`: what ``/metrics`` exposes;
-- :mod:`~pipelines.serving.app`: the ASGI app (FastAPI): routes, validation, authentication;
+- :mod:`~pipelines.serving.app`: the ASGI app (Starlette): routes, validation, authentication;
 - :mod:`~pipelines.serving.cli`: ``fraud-serve``, which reads ``conf/<env>.toml`` and runs it
   under uvicorn.
 

@@ -9,9 +9,10 @@ through shows in the latency. FastAPI's additions would go unused; Starlette is 
 Routes:
 
 - ``GET /healthz``: the process answers (no token);
-- ``GET /readyz``: 200 once a model is loaded, else 503 with the reason (no token);
+- ``GET /readyz``: 200 once a model is loaded, else 503 (no token, so the status only);
 - ``GET /metrics``: Prometheus text format (token);
-- ``GET /v1/model``: the version serving, its threshold, its features and an example (token);
+- ``GET /v1/model``: the version serving, its threshold, its features and a made-up example
+  transaction (token);
 - ``POST /v1/score``: one transaction (a JSON object) or a batch (an array of them) (token);
 - ``GET /``: the analysts' page, static HTML; everything it shows comes from the two calls
   above, made with the token the person types in.
@@ -49,8 +50,9 @@ OPTIONAL_FIELDS = ("Time", "transaction_id")
 # The largest magnitude a feature may have: what float32 holds (XGBoost reads float32).
 MAX_ABS_VALUE = float(np.finfo(np.float32).max)
 _MAX_DOUBLE = float(np.finfo(np.float64).max)
-# Batches larger than this are scored on a worker thread, so the event loop keeps answering.
-INLINE_ROWS = 64
+# Bodies larger than this (a transaction is ~700 bytes) are parsed and scored on a worker
+# thread, so the event loop keeps answering single transactions meanwhile.
+INLINE_BYTES = 16_384
 # A refusal lists at most this many problems (and says how many there were).
 MAX_PROBLEMS = 20
 _NUMBER_TYPES = (int, float)
@@ -93,12 +95,21 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
     ids: list[Any] = []
     problems: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
+        if len(problems) > MAX_PROBLEMS:
+            problems.append(_problem([], f"... and more problems in transactions {index} to {len(rows) - 1}",
+                                     "truncated"))
+            break
         where = [] if single else [index]
         if not isinstance(row, dict):
             problems.append(_problem(where, "a transaction is an object of the feature names", "type_error"))
             ids.append(None)
             continue
         keys = row.keys()
+        if len(keys) > len(allowed):
+            problems.append(_problem(where, f"a transaction has at most {len(allowed)} fields, got {len(keys)}",
+                                     "too_long"))
+            ids.append(None)
+            continue
         for name in sorted(expected - keys):
             problems.append(_problem([*where, name], "field required", "missing"))
         for name in sorted(keys - allowed):
@@ -124,10 +135,7 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
             problems.append(_problem([*where, "transaction_id"], "must be a string or an integer", "type_error"))
         ids.append(transaction_id)
     if problems:
-        shown = problems[:MAX_PROBLEMS]
-        if len(problems) > MAX_PROBLEMS:
-            shown.append(_problem([], f"... and {len(problems) - MAX_PROBLEMS} more problems", "truncated"))
-        raise RequestRefused(422, "invalid", shown)
+        raise RequestRefused(422, "invalid", problems[:MAX_PROBLEMS + 1])
     return features, ids, single
 
 
@@ -159,10 +167,10 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> Response:
-        model = holder.current
-        if model is None:
-            return JSONResponse({"ready": False, "reason": holder.waiting_reason}, status_code=503)
-        return JSONResponse({"ready": True, "model_version": model.version})
+        # No token here: the status only (the version and any failure are in /v1/model, /metrics, the log).
+        if holder.current is None:
+            return JSONResponse({"ready": False}, status_code=503)
+        return JSONResponse({"ready": True})
 
     async def metrics_page(request: Request) -> Response:
         authorized(request)
@@ -180,7 +188,9 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         portable = model.portable
         example = {}
         if portable.parity is not None:
-            example = dict(zip(portable.feature_cols, portable.parity.features[0].tolist(), strict=True))
+            # A made-up transaction, not a customer's: each feature's median over the parity rows.
+            medians = np.median(portable.parity.features, axis=0)
+            example = dict(zip(portable.feature_cols, medians.tolist(), strict=True))
         return JSONResponse({
             "model_name": model.name, "model_version": model.version, "model_run_id": model.run_id,
             "threshold": portable.decision.real_threshold, "feature_cols": portable.feature_cols,
@@ -204,11 +214,15 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         authorized(request)
         model = serving(request)
         body = await read_body(request)
-        features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch)
-        if len(features) > INLINE_ROWS:
-            probability, is_fraud = await anyio.to_thread.run_sync(score_rows, model, features)
+
+        def parse_and_score() -> tuple[list[Any], bool, np.ndarray, np.ndarray]:
+            features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch)
+            return ids, single, *score_rows(model, features)
+
+        if len(body) > INLINE_BYTES:  # a batch: parsed and scored on a worker thread, the loop goes on
+            ids, single, probability, is_fraud = await anyio.to_thread.run_sync(parse_and_score)
         else:
-            probability, is_fraud = score_rows(model, features)
+            ids, single, probability, is_fraud = parse_and_score()
         unscorable = np.flatnonzero(np.isnan(probability))
         if unscorable.size:
             raise RequestRefused(422, "unscorable", [_problem(
@@ -243,7 +257,9 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         assert isinstance(exc, RequestRefused)
         metrics.errors.labels(kind=exc.kind).inc()
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+        # ASCII JSON: a refusal may echo a field name holding anything, lone surrogates too.
+        return Response(json.dumps({"detail": exc.detail}), status_code=exc.status, headers=headers,
+                        media_type="application/json")
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         metrics.errors.labels(kind="internal").inc()

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import MlflowSettings, limit_requests
 from pipelines.errors import ModelNotPortableError
+from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.portable.model import PortableModel
 from pipelines.portable.pyfunc import PORTABLE_DIR
 from pipelines.serving.metrics import ServiceMetrics
@@ -56,8 +57,8 @@ def load_version(client: MlflowClient, name: str, version: str) -> LoadedModel:
     """Download a registered version's portable form, load it and check it.
 
     :raises ModelNotPortableError: the version has no portable form (registered before it
-        existed, or by another tool), or it no longer reproduces the probabilities Spark gave
-        at registration.
+        existed, or by another tool), its decision differs from its registry tags (which the
+        batch uses), or it no longer reproduces the probabilities Spark gave at registration.
     """
     model_version = client.get_model_version(name, version)
     folder = tempfile.mkdtemp(prefix="fraud-serve-")
@@ -72,6 +73,13 @@ def load_version(client: MlflowClient, name: str, version: str) -> LoadedModel:
         portable = PortableModel.load(local)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    tags = model_version.tags
+    tagged = (float(tags.get(THRESHOLD_TAG, "nan")), float(tags.get(NORMAL_WEIGHT_TAG, "1.0")))
+    if tagged != (portable.decision.threshold, portable.decision.normal_weight):
+        raise ModelNotPortableError(
+            f"{name} version {version}'s tags say threshold {tags.get(THRESHOLD_TAG)} and normal weight "
+            f"{tags.get(NORMAL_WEIGHT_TAG, '1.0')}, its portable form {portable.decision.threshold!r} and "
+            f"{portable.decision.normal_weight!r}: the nightly batch decides with the tags, so it is not served")
     failures, largest = portable.check()
     if failures:
         raise ModelNotPortableError(

@@ -53,9 +53,10 @@ def load_tokens(token_file: str | None, environ: Mapping[str, str] = os.environ)
                 f"in conf/ (`make serve` creates one); the service does not run without authentication")
         source = f"${TOKEN_FILE_ENV} ({path})" if environ.get(TOKEN_FILE_ENV) else str(path)
         tokens = _read_token_file(path, source)
-        mode = Path(path).stat().st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH) and not environ.get(TOKEN_FILE_ENV):
-            log.warning("the token file %s is readable by others than its owner (chmod 600 it)", path)
+        # conf/'s file must be its owner's alone (as `make serve` creates it); a mounted secret
+        # ($FRAUD_SERVE_TOKEN_FILE) is the platform's to protect (Kubernetes mounts it 0440).
+        if not environ.get(TOKEN_FILE_ENV) and Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"the bearer token file {path} can be read by others than its owner: chmod 600 it")
     _check_tokens(tokens, source)
     return "\n".join(tokens), source, path
 
