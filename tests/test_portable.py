@@ -218,3 +218,19 @@ def test_damaged_tree_arrays_are_refused_on_load(fitted, tmp_path):
     np.savez(tmp_path / "portable" / "arrays.npz", **arrays)
     with pytest.raises(ModelNotPortableError, match="not in pre-order"):
         PortableModel.load(tmp_path / "portable")
+
+
+def test_a_folder_saved_before_tree_stages_recorded_their_width_still_loads(fitted, examples, tmp_path):
+    _, path = fitted["random_forest"]
+    portable = PortableModel.from_spark_pipeline(path, decision=DECISION)
+    portable.save(tmp_path / "portable")
+    manifest = json.loads((tmp_path / "portable" / "portable.json").read_text())
+    for record in manifest["stages"]:
+        record.pop("n_features", None)
+    (tmp_path / "portable" / "portable.json").write_text(json.dumps(manifest))
+    loaded = PortableModel.load(tmp_path / "portable")
+    np.testing.assert_array_equal(loaded.sample_probability(examples), portable.sample_probability(examples))
+    del manifest["stages"][-1]["arrays"]
+    (tmp_path / "portable" / "portable.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelNotPortableError, match="its random_forest stage lacks 'arrays': damaged"):
+        PortableModel.load(tmp_path / "portable")

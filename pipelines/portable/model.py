@@ -216,8 +216,13 @@ class PortableModel:
             stage_type = STAGE_KINDS.get(record["kind"])
             if stage_type is None:
                 raise ModelNotPortableError(f"{folder}: unknown stage kind {record['kind']!r}")
+            # Tree stages saved before they recorded their width read the assembler's.
+            record = {"n_features": len(manifest["feature_cols"]), **record}
             files = {name: (folder / name).read_bytes() for name in _file_names(record)}
-            stages.append(stage_type.from_record(record, arrays, files))
+            try:
+                stages.append(stage_type.from_record(record, arrays, files))
+            except (KeyError, OSError) as exc:
+                raise ModelNotPortableError(f"{folder}: its {record['kind']} stage lacks {exc}: damaged") from exc
         parity = None
         if (folder / PARITY).is_file():
             with np.load(folder / PARITY) as stored:
