@@ -65,7 +65,7 @@ serve: setup
 	$(VENV)/bin/fraud-serve --env local --create-token-if-missing
 
 # Latency, throughput and a swap under load of the service against `mlflow models serve` on the
-# same champion (run `make demo` first; prints its figures; takes ~10 minutes).
+# same champion (run `make demo` first; prints its figures; takes ~5 minutes).
 bench-serve: setup
 	$(PY) benchmarks/serve_load.py
 

@@ -146,6 +146,9 @@ class ServeSettings:
     max_body_bytes: int = 4_000_000
     # How often the registry alias is read, to pick up a promotion or a rollback.
     poll_seconds: float = 10.0
+    # How long an idle keep-alive connection stays open: longer than a load balancer's idle
+    # timeout (often 60 s), or the balancer reuses a connection the service has just closed.
+    keep_alive_seconds: int = 75
 
 
 @dataclass(frozen=True)
@@ -400,6 +403,7 @@ class _ServeSection(_Section):
     max_batch: _Integer = Field(_DEFAULT_SERVE.max_batch, ge=1, le=100_000)
     max_body_bytes: _Integer = Field(_DEFAULT_SERVE.max_body_bytes, ge=1024)
     poll_seconds: _Number = Field(_DEFAULT_SERVE.poll_seconds, gt=0)
+    keep_alive_seconds: _Integer = Field(_DEFAULT_SERVE.keep_alive_seconds, ge=1)
 
 
 class _ConfigFile(_Section):
@@ -487,6 +491,7 @@ def _serve_settings(serve: _ServeSection, root: Path) -> ServeSettings:
         max_batch=serve.max_batch,
         max_body_bytes=serve.max_body_bytes,
         poll_seconds=float(serve.poll_seconds),
+        keep_alive_seconds=serve.keep_alive_seconds,
     )
 
 

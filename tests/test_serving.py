@@ -313,6 +313,30 @@ def test_metrics_count_requests_latency_errors_version_and_scores(service):
     assert metric(text, "fraud_serve_model_info", model_version="1") == 1
 
 
+def test_a_keep_alive_connection_idle_for_longer_than_uvicorns_default_is_still_open(service):
+    """uvicorn closes idle connections after 5 s by default: a load balancer reusing one then
+    gets an empty answer. [serve] keep_alive_seconds (75 s) keeps them."""
+    session = requests.Session()
+    assert session.post(f"{service.url}/v1/score", headers=auth(), json=example(service)).status_code == 200
+    time.sleep(6)
+    def answer(raw: socket.socket) -> bytes:
+        """One whole response (headers and body may come in separate packets); b"" if closed."""
+        received = b""
+        while b'"alive"}' not in received:
+            chunk = raw.recv(1024)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+    with socket.create_connection(("127.0.0.1", int(service.url.rsplit(":", 1)[1])), timeout=10) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in answer(raw)
+        time.sleep(6)
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in answer(raw)
+
+
 # --- the analysts' page, in a real browser -------------------------------------------------------
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_an_analyst_scores_an_edited_transaction_on_the_page(service, tmp_path):

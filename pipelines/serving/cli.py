@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("bearer token(s) from %s; model %s@%s from %s; listening on http://%s:%d", source,
              settings.mlflow.model_name, settings.mlflow.champion_alias, settings.mlflow.tracking_uri, host, port)
     app = create_app(settings, tokens, token_file=token_file)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=20)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=20,
+                timeout_keep_alive=serve.keep_alive_seconds)
     return 0
 
 
