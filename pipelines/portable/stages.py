@@ -90,22 +90,16 @@ class Stage:
         raise NotImplementedError
 
 
-class Assembler(Stage):
-    kind = "vector_assembler"
+class _Combining(Stage):
+    """A stage that reads several columns and writes one (its params ``inputCols``, ``outputCol``)."""
 
     def __init__(self, input_cols: list[str], output_col: str) -> None:
         self.input_cols, self.output_col = list(input_cols), output_col
 
     @classmethod
-    def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> Assembler:
+    def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> _Combining:
         params = _params(metadata)
         return cls(params["inputCols"], params["outputCol"])
-
-    def apply(self, columns: Columns) -> None:
-        missing = [col for col in self.input_cols if col not in columns]
-        if missing:
-            raise KeyError(f"the assembler reads {missing}, which the batch lacks")
-        columns[self.output_col] = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in self.input_cols])
 
     def to_record(self, key: str) -> Record:
         return {"input_cols": self.input_cols, "output_col": self.output_col}, {}, {}
@@ -114,6 +108,16 @@ class Assembler(Stage):
     def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
                     files: Mapping[str, bytes]) -> Stage:
         return cls(record["input_cols"], record["output_col"])
+
+
+class Assembler(_Combining):
+    kind = "vector_assembler"
+
+    def apply(self, columns: Columns) -> None:
+        missing = [col for col in self.input_cols if col not in columns]
+        if missing:
+            raise KeyError(f"the assembler reads {missing}, which the batch lacks")
+        columns[self.output_col] = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in self.input_cols])
 
 
 class Scaler(Stage):
@@ -388,30 +392,14 @@ class XGBoost(Classifier):
         return cls(record["features_col"], record["output_col"], files[record["booster"]])
 
 
-class Mean(Stage):
+class Mean(_Combining):
     kind = "mean_probability"
-
-    def __init__(self, input_cols: list[str], output_col: str) -> None:
-        self.input_cols, self.output_col = list(input_cols), output_col
-
-    @classmethod
-    def from_spark(cls, stage_dir: Path, metadata: Mapping[str, Any]) -> Mean:
-        params = _params(metadata)
-        return cls(params["inputCols"], params["outputCol"])
 
     def apply(self, columns: Columns) -> None:
         total = 0.0
         for col in self.input_cols:  # Python's sum, in order: as pipelines.model.MeanProbability
             total = total + columns[col]
         columns[self.output_col] = total / len(self.input_cols)
-
-    def to_record(self, key: str) -> Record:
-        return {"input_cols": self.input_cols, "output_col": self.output_col}, {}, {}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                    files: Mapping[str, bytes]) -> Stage:
-        return cls(record["input_cols"], record["output_col"])
 
 
 # Spark's class name of each stage that has a portable form.
