@@ -242,10 +242,11 @@ def _log_and_register(
     The version's tags say which rows it was fitted on (the days, at the table version of its
     lineage), so that a promotion gate can find rows that neither it nor the champion saw.
     """
-    input_example = example_rows.select(*FEATURE_COLS).limit(5).toPandas()
-    # Real rows for the release rule's parity check (pipelines/release.py), spread over the window.
+    # Real rows for the release rule's parity check (pipelines/release.py), spread over the
+    # window; the first five are also the logged input example (one Spark job for both).
     parity_examples = (example_rows.select(*FEATURE_COLS).orderBy(F.rand(train.seed))
                        .limit(PARITY_EXAMPLE_ROWS).toPandas())
+    input_example = parity_examples.head(5)
     info = release.log_model(
         example_rows.sparkSession,
         model,
