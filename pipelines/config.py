@@ -56,6 +56,21 @@ class TableSettings:
     shadow: str = "shadow_scored_transactions"
     # Every promotion decision and rollback, one row each.
     promotions: str = "promotions"
+    # Labels that arrive after ingest (chargebacks): the newest label of a transaction wins.
+    labels: str = "labels"
+    # Monitoring (pipelines/monitoring): each version's baseline profile, and per scored day
+    # its drift metrics, realized performance and verdict; every retraining trigger.
+    baselines: str = "monitor_baselines"
+    drift: str = "monitor_drift"
+    performance: str = "monitor_performance"
+    verdicts: str = "monitor_verdicts"
+    retrains: str = "retrain_triggers"
+    # A folder (not a table): the per-day HTML reports and their pictures.
+    reports: str = "monitor_reports"
+
+    def path(self, table: str) -> str:
+        """Where the table (or folder) named ``table`` lives: ``root/table``."""
+        return f"{self.root.rstrip('/')}/{table}"
 
     @property
     def transactions_path(self) -> str:
@@ -132,6 +147,41 @@ class PromoteSettings:
     seed: int = 7
 
 
+# The metrics whose alarm band is widened to at least a minimum effect ([monitor.min_effect]).
+DRIFT_METRICS = ("psi", "js_distance", "wasserstein_std", "ks", "null_share", "out_of_range_share",
+                 "alert_rate_change")
+_DEFAULT_MIN_EFFECT = {"psi": 0.1, "js_distance": 0.1, "wasserstein_std": 0.1, "ks": 0.1,
+                       "null_share": 0.01, "out_of_range_share": 0.01, "alert_rate_change": 0.25}
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Monitoring (``[monitor]``); see pipelines/monitoring and README "Monitoring"."""
+
+    # A baseline cuts each column at this many quantiles (fine bins: KS, Wasserstein) and
+    # groups them into ``psi_bins`` bins of about equal baseline mass (PSI, Jensen-Shannon).
+    bins: int = 100
+    psi_bins: int = 10
+    # A metric's alarm band at a day's row count: this quantile of the metric between two
+    # samples drawn from the baseline itself (one of the baseline's size, one of the day's),
+    # over ``band_samples`` draws; never below the metric's minimum effect.
+    band_samples: int = 200
+    band_quantile: float = 0.99
+    min_effect: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_MIN_EFFECT))
+    # A column is drifted when it is out of band on at least ``drift_days`` of the last
+    # ``window_days`` monitored days (today included).
+    drift_days: int = 2
+    window_days: int = 3
+    # Realized performance: bootstrap resamples of the day's labelled rows, and the interval.
+    bootstrap_samples: int = 500
+    confidence: float = 0.95
+    seed: int = 11
+    # The report shows this many days of history.
+    report_days: int = 30
+    # After a retraining triggered by an alert, no other is started for this many days.
+    retrain_cool_down_days: float = 7.0
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """The online scoring service (``[serve]``); see pipelines/serving."""
@@ -170,6 +220,7 @@ class Settings:
     train: TrainSettings
     promote: PromoteSettings = field(default_factory=PromoteSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -331,6 +382,13 @@ class _TablesSection(_Section):
     scored: _Text = "scored_transactions"
     shadow: _Text = "shadow_scored_transactions"
     promotions: _Text = "promotions"
+    labels: _Text = "labels"
+    baselines: _Text = "monitor_baselines"
+    drift: _Text = "monitor_drift"
+    performance: _Text = "monitor_performance"
+    verdicts: _Text = "monitor_verdicts"
+    retrains: _Text = "retrain_triggers"
+    reports: _Text = "monitor_reports"
 
 
 class _MlflowSection(_Section):
@@ -406,6 +464,34 @@ class _ServeSection(_Section):
     keep_alive_seconds: _Integer = Field(_DEFAULT_SERVE.keep_alive_seconds, ge=1)
 
 
+_DEFAULT_MONITOR = MonitorSettings()
+
+
+class _MinEffectSection(_Section):
+    psi: _Number = Field(_DEFAULT_MIN_EFFECT["psi"], ge=0)
+    js_distance: _Number = Field(_DEFAULT_MIN_EFFECT["js_distance"], ge=0, le=1)
+    wasserstein_std: _Number = Field(_DEFAULT_MIN_EFFECT["wasserstein_std"], ge=0)
+    ks: _Number = Field(_DEFAULT_MIN_EFFECT["ks"], ge=0, le=1)
+    null_share: _Number = Field(_DEFAULT_MIN_EFFECT["null_share"], ge=0, le=1)
+    out_of_range_share: _Number = Field(_DEFAULT_MIN_EFFECT["out_of_range_share"], ge=0, le=1)
+    alert_rate_change: _Number = Field(_DEFAULT_MIN_EFFECT["alert_rate_change"], ge=0)
+
+
+class _MonitorSection(_Section):
+    bins: _Integer = Field(_DEFAULT_MONITOR.bins, ge=4, le=1000)
+    psi_bins: _Integer = Field(_DEFAULT_MONITOR.psi_bins, ge=2, le=100)
+    band_samples: _Integer = Field(_DEFAULT_MONITOR.band_samples, ge=50)
+    band_quantile: _Number = Field(_DEFAULT_MONITOR.band_quantile, gt=0.5, lt=1)
+    min_effect: _MinEffectSection = Field(default_factory=_MinEffectSection)
+    drift_days: _Integer = Field(_DEFAULT_MONITOR.drift_days, ge=1)
+    window_days: _Integer = Field(_DEFAULT_MONITOR.window_days, ge=1)
+    bootstrap_samples: _Integer = Field(_DEFAULT_MONITOR.bootstrap_samples, ge=100)
+    confidence: _Number = Field(_DEFAULT_MONITOR.confidence, gt=0.5, lt=1)
+    seed: _Integer = Field(_DEFAULT_MONITOR.seed, ge=0)
+    report_days: _Integer = Field(_DEFAULT_MONITOR.report_days, ge=1)
+    retrain_cool_down_days: _Number = Field(_DEFAULT_MONITOR.retrain_cool_down_days, ge=0)
+
+
 class _ConfigFile(_Section):
     spark: _SparkSection
     tables: _TablesSection
@@ -414,6 +500,7 @@ class _ConfigFile(_Section):
     train: _TrainSection
     promote: _PromoteSection = Field(default_factory=_PromoteSection)
     serve: _ServeSection = Field(default_factory=_ServeSection)
+    monitor: _MonitorSection = Field(default_factory=_MonitorSection)
 
 
 class _ServingFile(_Section):
@@ -433,6 +520,13 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             scored=file.tables.scored,
             shadow=file.tables.shadow,
             promotions=file.tables.promotions,
+            labels=file.tables.labels,
+            baselines=file.tables.baselines,
+            drift=file.tables.drift,
+            performance=file.tables.performance,
+            verdicts=file.tables.verdicts,
+            retrains=file.tables.retrains,
+            reports=file.tables.reports,
         ),
         mlflow=_settings_of_mlflow(mlflow, root),
         ingest=IngestSettings(start=file.ingest.start),
@@ -465,6 +559,27 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             seed=file.promote.seed,
         ),
         serve=_serve_settings(file.serve, root),
+        monitor=_monitor_settings(file.monitor),
+    )
+
+
+def _monitor_settings(monitor: _MonitorSection) -> MonitorSettings:
+    if monitor.drift_days > monitor.window_days:
+        raise ConfigError(f"[monitor] drift_days ({monitor.drift_days}) cannot exceed window_days "
+                          f"({monitor.window_days}): a column could never count as drifted")
+    return MonitorSettings(
+        bins=monitor.bins,
+        psi_bins=min(monitor.psi_bins, monitor.bins),
+        band_samples=monitor.band_samples,
+        band_quantile=float(monitor.band_quantile),
+        min_effect={name: float(getattr(monitor.min_effect, name)) for name in DRIFT_METRICS},
+        drift_days=monitor.drift_days,
+        window_days=monitor.window_days,
+        bootstrap_samples=monitor.bootstrap_samples,
+        confidence=float(monitor.confidence),
+        seed=monitor.seed,
+        report_days=monitor.report_days,
+        retrain_cool_down_days=float(monitor.retrain_cool_down_days),
     )
 
 
