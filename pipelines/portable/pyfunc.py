@@ -19,10 +19,15 @@ Example::
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from pipelines.errors import ModelNotPortableError
 from pipelines.portable.model import PortableModel
 
 PORTABLE_DIR = "portable"
@@ -44,3 +49,24 @@ class PortablePyfunc:
 def _load_pyfunc(path: str) -> PortablePyfunc:
     """MLflow's entry point for the ``python_function`` flavor (``data`` is ``portable/``)."""
     return PortablePyfunc(PortableModel.load(path))
+
+
+def load_registered(name: str, version: str) -> PortableModel:
+    """The portable form of a registered version, read from its ``portable/`` artifact only
+    (not the Spark pipeline beside it).
+
+    :raises ModelNotPortableError: the version has no portable form (registered before it
+        existed, or by another tool).
+    """
+    folder = tempfile.mkdtemp(prefix="fraud-portable-")
+    try:
+        repository = get_artifact_repository(f"models:/{name}/{version}")
+        try:
+            local = repository.download_artifacts(PORTABLE_DIR, dst_path=folder)
+        except (MlflowException, OSError) as exc:
+            raise ModelNotPortableError(
+                f"{name} version {version} has no {PORTABLE_DIR}/ artifact: it was not registered by this "
+                f"project's train job, or before the portable form existed; retrain and promote") from exc
+        return PortableModel.load(local)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -11,22 +11,19 @@ already serving goes on; the failed one is retried after ``RETRY_POLLS`` polls.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import MlflowSettings, limit_requests
 from pipelines.errors import ModelNotPortableError
 from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.portable.model import PortableModel
-from pipelines.portable.pyfunc import PORTABLE_DIR
+from pipelines.portable.pyfunc import load_registered
 from pipelines.serving.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -61,18 +58,7 @@ def load_version(client: MlflowClient, name: str, version: str) -> LoadedModel:
         batch uses), or it no longer reproduces the probabilities Spark gave at registration.
     """
     model_version = client.get_model_version(name, version)
-    folder = tempfile.mkdtemp(prefix="fraud-serve-")
-    try:
-        repository = get_artifact_repository(f"models:/{name}/{version}")
-        try:
-            local = repository.download_artifacts(PORTABLE_DIR, dst_path=folder)
-        except (MlflowException, OSError) as exc:
-            raise ModelNotPortableError(
-                f"{name} version {version} has no {PORTABLE_DIR}/ artifact: it was not registered by this "
-                f"project's train job, or before the portable form existed; retrain and promote") from exc
-        portable = PortableModel.load(local)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    portable = load_registered(name, version)
     tags = model_version.tags
     tagged = (float(tags.get(THRESHOLD_TAG, "nan")), float(tags.get(NORMAL_WEIGHT_TAG, "1.0")))
     if tagged != (portable.decision.threshold, portable.decision.normal_weight):
