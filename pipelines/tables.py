@@ -308,7 +308,7 @@ _MODEL_KEY = re.compile(r"[\w.\- ]+")
 
 def replace_model_days(
     scored: DataFrame, path: str, *, days: Sequence[date], model_name: str, model_version: str,
-    metadata: Mapping[str, object] | None = None,
+    metadata: Mapping[str, object] | None = None, job: str = "score",
 ) -> Commit:
     """Replace what one model version scored on ``days`` in the table at ``path``, in one commit.
 
@@ -320,6 +320,7 @@ def replace_model_days(
 
     :param model_name: letters, digits, ``_``, ``-``, ``.`` and spaces only (it reaches SQL).
     :param model_version: the registry's version number.
+    :param job: the job named in the commit's metadata.
     :returns: the commit this write created, with the number of rows written.
 
     Example::
@@ -341,7 +342,7 @@ def replace_model_days(
             .mode("overwrite")
             .partitionBy(TXN_DATE, "model_name", "model_version")
             .option("replaceWhere", where)
-            .option("userMetadata", _commit_metadata("score", write_id, metadata))
+            .option("userMetadata", _commit_metadata(job, write_id, metadata))
             .save(path)
         )
         return find_commit(scored.sparkSession, path, write_id)
