@@ -3,8 +3,10 @@
     ./spark-submit.sh sql "SELECT txn_date, count(*) FROM scored_transactions GROUP BY 1"
     ./spark-submit.sh sql --file queries/daily_summary.sql
 
-``transactions``, ``scored_transactions`` and ``shadow_scored_transactions`` (once a shadow
-score has created it) are addressable by name. Only one query runs
+Every table of the project that exists is addressable by name: ``transactions``,
+``scored_transactions``, ``shadow_scored_transactions``, ``promotions``, ``labels`` and the
+monitoring tables (``monitor_baselines``, ``monitor_drift``, ``monitor_performance``,
+``monitor_verdicts``, ``retrain_triggers``). Only one query runs
 (SELECT, WITH, VALUES, TABLE): a statement that would write, drop, alter, create or configure,
 or a query calling reflect/java_method/try_reflect or TRANSFORM ... USING, is refused with exit
 2 before anything runs. A query that does not parse or names an unknown table or column prints
@@ -30,16 +32,10 @@ from pipelines.tables import is_delta_table
 
 def existing_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
     """The project's tables that exist, by name, with their locations."""
-    return {
-        name: path
-        for name, path in (
-            (settings.tables.transactions, settings.tables.transactions_path),
-            (settings.tables.scored, settings.tables.scored_path),
-            (settings.tables.shadow, settings.tables.shadow_path),
-            (settings.tables.promotions, settings.tables.promotions_path),
-        )
-        if is_delta_table(spark, path)
-    }
+    tables = settings.tables
+    names = [tables.transactions, tables.scored, tables.shadow, tables.promotions, tables.labels,
+             tables.baselines, tables.drift, tables.performance, tables.verdicts, tables.retrains]
+    return {name: tables.path(name) for name in names if is_delta_table(spark, tables.path(name))}
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
