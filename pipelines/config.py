@@ -165,7 +165,7 @@ class MonitorSettings:
     # A metric's alarm band at a day's row count: this quantile of the metric between two
     # samples drawn from the baseline itself (one of the baseline's size, one of the day's),
     # over ``band_samples`` draws; never below the metric's minimum effect.
-    band_samples: int = 200
+    band_samples: int = 1000
     band_quantile: float = 0.99
     min_effect: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_MIN_EFFECT))
     # A column is drifted when it is out of band on at least ``drift_days`` of the last
