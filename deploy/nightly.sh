@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The nightly chain for cron (deploy/crontab), the same steps as deploy/airflow_dag.py:
+#
+#   ingest yesterday's file (UTC) -> score --catch-up -> monitor --catch-up -> retrain, if an alert
+#
+#   deploy/nightly.sh [ENV]        # ENV: a config in conf/ or a .toml path (default: cluster)
+#
+# Each job's output is appended to $FRAUD_LOG_DIR/<job>.log (default /var/log/fraud-scoring);
+# this script writes one line when a step starts and one with its exit code. A step's failure
+# stops the chain and the script exits with that code (the first failure's). Two codes are not
+# failures: monitor's 6 (a day's verdict is alert) is what starts retrain, and retrain's 4 (the
+# gate refused the new version; the champion is unchanged, the decision recorded in
+# retrain_triggers and promotions) ends the night like a success. The landing folder can be moved
+# with $FRAUD_LANDING (default s3a://landing/transactions).
+set -u
+
+project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+env=${1:-cluster}
+logs=${FRAUD_LOG_DIR:-/var/log/fraud-scoring}
+landing=${FRAUD_LANDING:-s3a://landing/transactions}
+yesterday=$(date -u -d yesterday +%F)
+# Exit codes of the jobs that mean a decision, not a failure (see README "The jobs").
+monitor_alert=6
+gate_refused=4
+
+say() { echo "$(date -u +%FT%TZ) nightly: $*"; }
+
+# step JOB ARGS...: run one job through spark-submit.sh; its status is the job's exit code.
+step() {
+  local job=$1
+  shift
+  say "$job started: $job $* --env $env"
+  "$project/spark-submit.sh" "$job" "$@" --env "$env" >> "$logs/$job.log" 2>&1
+  local status=$?
+  say "$job ended: exit $status"
+  return "$status"
+}
+
+mkdir -p "$logs" || exit
+step ingest --input "$landing/$yesterday.csv.gz" || exit
+step score --catch-up || exit
+
+step monitor --catch-up
+status=$?
+if [ "$status" -eq 0 ]; then
+  say "no day's verdict is alert: done"
+  exit 0
+elif [ "$status" -ne "$monitor_alert" ]; then
+  exit "$status"
+fi
+say "a day's verdict is alert: retrain (skipped if an earlier retraining is in its cool-down)"
+
+step retrain
+status=$?
+if [ "$status" -eq "$gate_refused" ]; then
+  say "the gate refused the new version; the champion is unchanged (recorded): done"
+  exit 0
+fi
+[ "$status" -eq 0 ] && say "done"
+exit "$status"
