@@ -18,6 +18,16 @@ two days; see pipelines/catch_up.py). A backfill or a manual run scores its day 
 
 The run for D is created at D+1 00:00 UTC, when its interval ends; the first task waits until
 02:15 UTC so that the day's file has landed (see ``FILE_LANDS_AFTER``).
+
+After scoring, ``monitor`` checks the scored days (a scheduled run: every day not yet monitored
+or whose labels changed, ``--catch-up``; a backfill or manual run: its day). Its exit 6 means a
+day's verdict is alert: the task itself succeeds, pushes ``alert`` (``ok`` on exit 0) and
+``alert_or_not`` branches to ``retrain``, which trains and promotes through the gate unless an
+earlier retraining is in its cool-down; without an alert it branches to ``no_alert`` and the
+run ends. Any other exit fails the task. ``retrain`` exiting 4 (the gate refused the new
+version: a recorded decision, the champion unchanged) leaves it *skipped*, so the run succeeds;
+any other non-zero exit fails it, and it is not retried (a retry would train all over again; the
+failure is recorded in ``retrain_triggers`` and the next alert starts another).
 """
 
 from __future__ import annotations
@@ -26,9 +36,13 @@ from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3: the operators live in the standard provider
     from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.providers.standard.operators.python import BranchPythonOperator
     from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 except ImportError:  # Airflow 2
     from airflow.operators.bash import BashOperator
+    from airflow.operators.empty import EmptyOperator
+    from airflow.operators.python import BranchPythonOperator
     from airflow.sensors.time_delta import TimeDeltaSensor
 
 try:  # Airflow 3: DAG and timetables from the Task SDK
@@ -45,6 +59,20 @@ FILE_LANDS_AFTER = timedelta(hours=2, minutes=15)
 DAY = "{{ data_interval_start | ds }}"
 # Only the nightly (scheduled) run catches up; an explicit backfill of one day scores that day.
 CATCH_UP = "{{ '--catch-up ' if dag_run.run_type == 'scheduled' else '' }}"
+# The nightly run monitors every day not yet monitored (or whose labels changed) and retrains for
+# the newest alert; a backfill or manual run monitors its day and retrains only for that day's alert.
+MONITOR_DAYS = "{{ '--catch-up' if dag_run.run_type == 'scheduled' else '--date ' ~ (data_interval_start | ds) }}"
+RETRAIN_DAY = "{{ '' if dag_run.run_type == 'scheduled' else ' --date ' ~ (data_interval_start | ds) }}"
+# monitor's exit status when a day's verdict is alert (ALERT_EXIT_CODE, pipelines/monitoring/tables.py).
+MONITOR_ALERT = 6
+# retrain's exit status when the promotion gate refused the new version (PromotionRefusedError).
+GATE_REFUSED = 4
+
+
+def _after_monitor(ti) -> str:
+    """``retrain`` when monitor pushed ``alert``, else ``no_alert``."""
+    return "retrain" if ti.xcom_pull(task_ids="monitor") == "alert" else "no_alert"
+
 
 with DAG(
     dag_id="fraud_scoring_nightly",
@@ -78,4 +106,22 @@ with DAG(
         task_id="score",
         bash_command=f"cd {PROJECT} && ./spark-submit.sh score --env {ENV} {CATCH_UP}--date {DAY}",
     )
-    wait_until_0215 >> ingest >> score
+    # The last line of standard output is the task's XCom: "alert" or "ok". Exit 6 is turned into
+    # success here, as BashOperator only knows success, failure and skip_on_exit_code's skip.
+    monitor = BashOperator(
+        task_id="monitor",
+        bash_command=f"cd {PROJECT} && ./spark-submit.sh monitor --env {ENV} {MONITOR_DAYS}; status=$?; "
+        f"if [ $status -eq {MONITOR_ALERT} ]; then echo alert; elif [ $status -eq 0 ]; then echo ok; "
+        f"else exit $status; fi",
+    )
+    alert_or_not = BranchPythonOperator(task_id="alert_or_not", python_callable=_after_monitor)
+    retrain = BashOperator(
+        task_id="retrain",
+        bash_command=f"cd {PROJECT} && ./spark-submit.sh retrain --env {ENV}{RETRAIN_DAY}",
+        # The gate refused: recorded in retrain_triggers and promotions, not a failure of the run.
+        skip_on_exit_code=GATE_REFUSED,
+        # A retry would train from the start again; the failure is recorded and the next alert retries.
+        retries=0,
+    )
+    no_alert = EmptyOperator(task_id="no_alert")
+    wait_until_0215 >> ingest >> score >> monitor >> alert_or_not >> [retrain, no_alert]

@@ -1,5 +1,7 @@
 """deploy/airflow_dag.py scores the UTC day that ended (a scheduled run also catches up late
-rows), as Airflow itself renders its commands.
+rows) and monitors it, as Airflow itself renders its commands; and, as Airflow itself runs it with a
+stand-in spark-submit.sh, an alert (monitor's exit 6) branches to retrain, whose exit 4 (the gate
+refused) does not fail the run.
 
 Airflow is not in .venv (its pins would move mlflow's); `make test` installs it into .venv-airflow
 from deploy/airflow-constraints.txt. These tests run this same file with that venv's Python (the
@@ -24,6 +26,14 @@ INGEST = "cd /opt/fraud-scoring && ./spark-submit.sh ingest --env cluster --inpu
 SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --date {}"
 # The nightly run scores its day and, in the same commit, every day with rows newer than its scores.
 NIGHTLY_SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --catch-up --date {}"
+# monitor's exit 6 (a day's verdict is alert) becomes the XCom "alert", 0 "ok"; anything else fails.
+MONITOR = ("cd /opt/fraud-scoring && ./spark-submit.sh monitor --env cluster {}; status=$?; "
+           "if [ $status -eq 6 ]; then echo alert; elif [ $status -eq 0 ]; then echo ok; else exit $status; fi")
+# The nightly run monitors every day not yet monitored and retrains for the newest alert; a
+# backfill monitors its day and retrains for that day's alert only.
+NIGHTLY_MONITOR, MONITOR_DAY = MONITOR.format("--catch-up"), MONITOR.format("--date {}")
+NIGHTLY_RETRAIN = "cd /opt/fraud-scoring && ./spark-submit.sh retrain --env cluster"
+RETRAIN_DAY = NIGHTLY_RETRAIN + " --date {}"
 
 
 # ---- run by .venv-airflow's Python ----------------------------------------------------------
@@ -81,9 +91,11 @@ def _airflow_runs(dag_file: str) -> dict:
                 continue
             if hasattr(task, "bash_command"):
                 rendered[task_id] = task.bash_command
-            else:  # TimeDeltaSensor: documented to wait for data_interval_end (else run_after) + delta
+            elif hasattr(task, "delta"):  # TimeDeltaSensor: waits for data_interval_end (else run_after) + delta
                 base = context.get("data_interval_end") or run_after
                 rendered[task_id] = f"holds until {(base + task.delta).isoformat()}"
+            else:  # the branch and the end without an alert run no command
+                rendered[task_id] = type(task).__name__
         return rendered
 
     def scheduled_after(start: datetime, end: datetime) -> dict:
@@ -100,6 +112,11 @@ def _airflow_runs(dag_file: str) -> dict:
 
     manual_at = utc(2026, 11, 25, 10, 0)
     report["timetable"] = type(scheduler_dag.timetable).__name__
+    report["tasks"] = {
+        task.task_id: {"downstream": sorted(task.downstream_task_ids), "retries": task.retries,
+                       "skip_on_exit_code": sorted(getattr(task, "skip_on_exit_code", None) or [])}
+        for task in dag.tasks
+    }
     report["runs"] = {
         "scheduled after 2026-11-23": scheduled_after(utc(2026, 11, 23), utc(2026, 11, 24)),
         "scheduled after 2026-11-29": scheduled_after(utc(2026, 11, 29), utc(2026, 11, 30)),
@@ -114,12 +131,32 @@ def _airflow_runs(dag_file: str) -> dict:
     return report
 
 
+def _airflow_test_runs(dag_file: str, days: list[str]) -> dict:
+    """Run the DAG once per day D with ``dag.test`` (a manual run whose logical date is D+1 00:00
+    UTC, hence the data interval D) and return each run's state and its tasks' states.
+
+    Retries are turned off: a failed task would otherwise wait ``retry_delay`` for its retry."""
+    from datetime import date, datetime, time, timedelta, timezone
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=dag_file).dags[DAG_ID]
+    for task in dag.tasks:
+        task.retries = 0
+    states = {}
+    for day in days:
+        logical_date = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), timezone.utc)
+        run = dag.test(logical_date=logical_date)
+        states[day] = [str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()}]
+    return states
+
+
 # ---- run by the project's pytest ------------------------------------------------------------
 
 
-def _run_airflow(tmp_path: Path, *args: str) -> str:
+def _run_airflow(tmp_path: Path, *args: str, dag_text: str | None = None) -> str:
     """Run .venv-airflow's Python with a throwaway AIRFLOW_HOME whose dags folder holds a copy of
-    the DAG; return its standard output."""
+    the DAG (or ``dag_text``); return its standard output."""
     import pytest
 
     if not AIRFLOW_PYTHON.exists():
@@ -127,6 +164,9 @@ def _run_airflow(tmp_path: Path, *args: str) -> str:
     home = tmp_path / "airflow_home"
     (home / "dags").mkdir(parents=True, exist_ok=True)
     shutil.copy(DAG_FILE, home / "dags" / DAG_FILE.name)
+    if dag_text is not None:
+        assert dag_text != DAG_FILE.read_text(), "the DAG's copy was to differ"
+        (home / "dags" / DAG_FILE.name).write_text(dag_text)
     env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -156,7 +196,10 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
     def day(date: str, holds_until: str, *, nightly: bool = False) -> dict:
         return {"logical_date": f"{date}T00:00:00+00:00",
                 "wait_until_0215_utc": f"holds until {holds_until}T02:15:00+00:00",
-                "ingest": INGEST.format(date), "score": (NIGHTLY_SCORE if nightly else SCORE).format(date)}
+                "ingest": INGEST.format(date), "score": (NIGHTLY_SCORE if nightly else SCORE).format(date),
+                "monitor": NIGHTLY_MONITOR if nightly else MONITOR_DAY.format(date),
+                "alert_or_not": "BranchPythonOperator", "no_alert": "EmptyOperator",
+                "retrain": NIGHTLY_RETRAIN if nightly else RETRAIN_DAY.format(date)}
 
     # The run created when 2026-11-24 ends starts its work at 02:15 on the 25th, scores the 24th
     # and catches up the days before it whose rows changed after they were scored.
@@ -187,9 +230,69 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
     manual = runs["manual at 2026-11-25T10:00"]
     assert manual["data_interval"] == ["2026-11-24T00:00:00+00:00", "2026-11-25T00:00:00+00:00"]
     assert (manual["ingest"], manual["score"]) == (INGEST.format("2026-11-24"), SCORE.format("2026-11-24"))
+    assert (manual["monitor"], manual["retrain"]) == (MONITOR_DAY.format("2026-11-24"),
+                                                      RETRAIN_DAY.format("2026-11-24"))
     # A run without a data interval fails to render instead of guessing a day.
-    assert runs["manual without logical date"]["score"] == "render failed: UndefinedError"
-    assert runs["manual without logical date"]["ingest"] == "render failed: UndefinedError"
+    for task_id in ("ingest", "score", "monitor", "retrain"):
+        assert runs["manual without logical date"][task_id] == "render failed: UndefinedError"
+
+
+def test_monitor_branches_to_retrain_whose_gate_refusal_is_a_skip_not_a_failure(tmp_path: Path) -> None:
+    from pipelines.errors import PromotionRefusedError
+    from pipelines.monitoring.tables import ALERT_EXIT_CODE
+
+    dag_copy = tmp_path / "airflow_home" / "dags" / DAG_FILE.name
+    report = json.loads(_run_airflow(tmp_path, __file__, str(dag_copy)).strip().splitlines()[-1])
+    tasks = report["tasks"]
+    assert {task_id: task["downstream"] for task_id, task in tasks.items()} == {
+        "wait_until_0215_utc": ["ingest"], "ingest": ["score"], "score": ["monitor"], "monitor": ["alert_or_not"],
+        "alert_or_not": ["no_alert", "retrain"], "retrain": [], "no_alert": [],
+    }
+    # The codes the DAG hard-codes (Airflow's workers need not import the project) are the jobs'.
+    assert f"[ $status -eq {ALERT_EXIT_CODE} ]" in report["runs"]["manual at 2026-11-25T10:00"]["monitor"]
+    assert tasks["retrain"]["skip_on_exit_code"] == [PromotionRefusedError.exit_code]
+    # A retry would train all over again; monitor keeps the DAG's retries.
+    assert (tasks["retrain"]["retries"], tasks["monitor"]["retries"]) == (0, 2)
+
+    # Airflow runs the DAG (`dag.test`, one manual run per day D, on a throwaway database) with a
+    # spark-submit.sh that exits with the code given for its job and day.
+    stub = tmp_path / "project"
+    stub.mkdir()
+    (stub / "spark-submit.sh").write_text(
+        '#!/usr/bin/env bash\necho "$*" >> "$(dirname "$0")/calls"\nfor ((i = 1; i <= $#; i++)); do\n'
+        '  [ "${!i}" = --date ] && { next=$((i + 1)); day=${!next}; }\ndone\n'
+        'code="$(dirname "$0")/codes/${day:-none}/$1"\n[ -f "$code" ] && exit "$(cat "$code")"\nexit 0\n')
+    (stub / "spark-submit.sh").chmod(0o755)
+    codes = {  # day: (monitor's exit, retrain's exit)
+        "2026-01-01": (0, 0),  # no alert: done
+        "2026-01-02": (ALERT_EXIT_CODE, 0),  # alert: retrained (promoted, or skipped in a cool-down)
+        "2026-01-03": (ALERT_EXIT_CODE, PromotionRefusedError.exit_code),  # alert: the gate refused
+        "2026-01-04": (ALERT_EXIT_CODE, 1),  # alert: retrain failed
+        "2026-01-05": (1, 0),  # monitor failed
+    }
+    for day, (monitor_code, retrain_code) in codes.items():
+        (stub / "codes" / day).mkdir(parents=True)
+        (stub / "codes" / day / "monitor").write_text(str(monitor_code))
+        (stub / "codes" / day / "retrain").write_text(str(retrain_code))
+    _run_airflow(tmp_path, "-m", "airflow", "db", "migrate")
+    dag_text = DAG_FILE.read_text().replace('PROJECT = "/opt/fraud-scoring"', f'PROJECT = "{stub}"')
+    output = _run_airflow(tmp_path, __file__, "--run", str(dag_copy), *codes, dag_text=dag_text)
+    runs = json.loads(output.strip().splitlines()[-1])
+    before = {"wait_until_0215_utc": "success", "ingest": "success", "score": "success"}
+    assert runs == {
+        "2026-01-01": ["success", {**before, "monitor": "success", "alert_or_not": "success",
+                                   "no_alert": "success", "retrain": "skipped"}],
+        "2026-01-02": ["success", {**before, "monitor": "success", "alert_or_not": "success",
+                                   "no_alert": "skipped", "retrain": "success"}],
+        "2026-01-03": ["success", {**before, "monitor": "success", "alert_or_not": "success",
+                                   "no_alert": "skipped", "retrain": "skipped"}],
+        "2026-01-04": ["failed", {**before, "monitor": "success", "alert_or_not": "success",
+                                  "no_alert": "skipped", "retrain": "failed"}],
+        "2026-01-05": ["failed", {**before, "monitor": "failed", "alert_or_not": "upstream_failed",
+                                  "no_alert": "upstream_failed", "retrain": "upstream_failed"}],
+    }
+    retrains = [line for line in (stub / "calls").read_text().splitlines() if line.startswith("retrain")]
+    assert retrains == [f"retrain --env cluster --date {day}" for day in ("2026-01-02", "2026-01-03", "2026-01-04")]
 
 
 def test_airflow_cli_renders_the_day_before_the_run(tmp_path: Path) -> None:
@@ -201,5 +304,8 @@ def test_airflow_cli_renders_the_day_before_the_run(tmp_path: Path) -> None:
         assert command.format("2026-11-24") in output.splitlines()
 
 
-if __name__ == "__main__":  # .venv-airflow/bin/python tests/test_airflow_dag.py DAG_FILE
-    print(json.dumps(_airflow_runs(sys.argv[1])))
+if __name__ == "__main__":
+    if sys.argv[1] == "--run":  # .venv-airflow/bin/python tests/test_airflow_dag.py --run DAG_FILE DAY...
+        print(json.dumps(_airflow_test_runs(sys.argv[2], sys.argv[3:])))
+    else:  # .venv-airflow/bin/python tests/test_airflow_dag.py DAG_FILE
+        print(json.dumps(_airflow_runs(sys.argv[1])))
