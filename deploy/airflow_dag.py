@@ -19,8 +19,8 @@ two days; see pipelines/catch_up.py). A backfill or a manual run scores its day 
 The run for D is created at D+1 00:00 UTC, when its interval ends; the first task waits until
 02:15 UTC so that the day's file has landed (see ``FILE_LANDS_AFTER``).
 
-After scoring, ``monitor`` checks the scored days (a scheduled run: every day not yet monitored
-or whose labels changed, ``--catch-up``; a backfill or manual run: its day). Its exit 6 means a
+After scoring, ``monitor`` checks day D (a scheduled run also every day whose verdict is out of
+date: never monitored, rescored or relabelled, ``--catch-up``). Its exit 6 means a
 day's verdict is alert: the task itself succeeds, pushes ``alert`` (``ok`` on exit 0) and
 ``alert_or_not`` branches to ``retrain``, which trains and promotes through the gate unless an
 earlier retraining is in its cool-down; without an alert it branches to ``no_alert`` and the
@@ -59,9 +59,8 @@ FILE_LANDS_AFTER = timedelta(hours=2, minutes=15)
 DAY = "{{ data_interval_start | ds }}"
 # Only the nightly (scheduled) run catches up; an explicit backfill of one day scores that day.
 CATCH_UP = "{{ '--catch-up ' if dag_run.run_type == 'scheduled' else '' }}"
-# The nightly run monitors every day not yet monitored (or whose labels changed) and retrains for
-# the newest alert; a backfill or manual run monitors its day and retrains only for that day's alert.
-MONITOR_DAYS = "{{ '--catch-up' if dag_run.run_type == 'scheduled' else '--date ' ~ (data_interval_start | ds) }}"
+# A nightly alert may be about any day monitor caught up, so the nightly retrain starts from the
+# newest alert; a backfill or manual run retrains only for its own day's alert.
 RETRAIN_DAY = "{{ '' if dag_run.run_type == 'scheduled' else ' --date ' ~ (data_interval_start | ds) }}"
 # monitor's exit status when a day's verdict is alert (ALERT_EXIT_CODE, pipelines/monitoring/tables.py).
 MONITOR_ALERT = 6
@@ -110,7 +109,7 @@ with DAG(
     # success here, as BashOperator only knows success, failure and skip_on_exit_code's skip.
     monitor = BashOperator(
         task_id="monitor",
-        bash_command=f"cd {PROJECT} && ./spark-submit.sh monitor --env {ENV} {MONITOR_DAYS}; status=$?; "
+        bash_command=f"cd {PROJECT} && ./spark-submit.sh monitor --env {ENV} {CATCH_UP}--date {DAY}; status=$?; "
         f"if [ $status -eq {MONITOR_ALERT} ]; then echo alert; elif [ $status -eq 0 ]; then echo ok; "
         f"else exit $status; fi",
     )

@@ -27,11 +27,12 @@ SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --date {
 # The nightly run scores its day and, in the same commit, every day with rows newer than its scores.
 NIGHTLY_SCORE = "cd /opt/fraud-scoring && ./spark-submit.sh score --env cluster --catch-up --date {}"
 # monitor's exit 6 (a day's verdict is alert) becomes the XCom "alert", 0 "ok"; anything else fails.
-MONITOR = ("cd /opt/fraud-scoring && ./spark-submit.sh monitor --env cluster {}; status=$?; "
-           "if [ $status -eq 6 ]; then echo alert; elif [ $status -eq 0 ]; then echo ok; else exit $status; fi")
-# The nightly run monitors every day not yet monitored and retrains for the newest alert; a
-# backfill monitors its day and retrains for that day's alert only.
-NIGHTLY_MONITOR, MONITOR_DAY = MONITOR.format("--catch-up"), MONITOR.format("--date {}")
+ALERT_TO_XCOM = ("; status=$?; if [ $status -eq 6 ]; then echo alert; elif [ $status -eq 0 ]; then echo ok; "
+                 "else exit $status; fi")
+MONITOR = "cd /opt/fraud-scoring && ./spark-submit.sh monitor --env cluster --date {}" + ALERT_TO_XCOM
+# The nightly run also monitors every day whose verdict is out of date, and retrains for the
+# newest alert; a backfill monitors its day and retrains for that day's alert only.
+NIGHTLY_MONITOR = MONITOR.replace(" --date", " --catch-up --date")
 NIGHTLY_RETRAIN = "cd /opt/fraud-scoring && ./spark-submit.sh retrain --env cluster"
 RETRAIN_DAY = NIGHTLY_RETRAIN + " --date {}"
 
@@ -197,7 +198,7 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
         return {"logical_date": f"{date}T00:00:00+00:00",
                 "wait_until_0215_utc": f"holds until {holds_until}T02:15:00+00:00",
                 "ingest": INGEST.format(date), "score": (NIGHTLY_SCORE if nightly else SCORE).format(date),
-                "monitor": NIGHTLY_MONITOR if nightly else MONITOR_DAY.format(date),
+                "monitor": (NIGHTLY_MONITOR if nightly else MONITOR).format(date),
                 "alert_or_not": "BranchPythonOperator", "no_alert": "EmptyOperator",
                 "retrain": NIGHTLY_RETRAIN if nightly else RETRAIN_DAY.format(date)}
 
@@ -230,8 +231,7 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
     manual = runs["manual at 2026-11-25T10:00"]
     assert manual["data_interval"] == ["2026-11-24T00:00:00+00:00", "2026-11-25T00:00:00+00:00"]
     assert (manual["ingest"], manual["score"]) == (INGEST.format("2026-11-24"), SCORE.format("2026-11-24"))
-    assert (manual["monitor"], manual["retrain"]) == (MONITOR_DAY.format("2026-11-24"),
-                                                      RETRAIN_DAY.format("2026-11-24"))
+    assert (manual["monitor"], manual["retrain"]) == (MONITOR.format("2026-11-24"), RETRAIN_DAY.format("2026-11-24"))
     # A run without a data interval fails to render instead of guessing a day.
     for task_id in ("ingest", "score", "monitor", "retrain"):
         assert runs["manual without logical date"][task_id] == "render failed: UndefinedError"
