@@ -95,6 +95,7 @@ def test_a_cool_down_of_zero_days_never_holds_anything_off():
     assert cool_down_until([retrained(NOW - timedelta(seconds=1))], cool_down_days=0, now=NOW) is None
 
 
+@pytest.mark.timezone
 def test_naive_instants_are_utc_and_other_zones_are_compared_as_instants():
     in_new_york = timezone(timedelta(hours=-5))
     earlier = retrained(datetime(2026, 11, 24, 22, 0, tzinfo=in_new_york))  # 2026-11-25 03:00 UTC
@@ -123,6 +124,22 @@ def test_a_record_with_an_unknown_action_is_refused():
 
 
 # --- The job on real tables ----------------------------------------------------------------------
+
+
+@pytest.mark.timezone
+def test_a_trigger_read_back_from_its_table_finished_at_the_same_instant(spark, settings):
+    finished_at = datetime(2026, 11, 25, 4, 30, 15, 250, tzinfo=UTC)
+    record = TriggerRecord(triggered_at=finished_at - timedelta(hours=2),
+                           alert=AlertVerdict(DAY2, "fraud_detector", "1"), action=RETRAINED,
+                           champion_before="1", champion_after="2", finished_at=finished_at,
+                           trained_version="2", promote_decision=PROMOTED, promote_exit_code=0)
+    path = settings.tables.path(settings.tables.retrains)
+    append_rows(spark.createDataFrame([record.as_row()], RETRAINS_SCHEMA), path)
+    assert read_triggers(spark, path, model_name="fraud_detector") == [PastTrigger(
+        finished_at=finished_at, action=RETRAINED, alert_txn_date=DAY2, trained_version="2", promote_decision=PROMOTED)]
+    assert read_triggers(spark, path, model_name="another_model") == []
+    assert read_triggers(spark, settings.tables.path("no_such_table"), model_name="fraud_detector") == []
+
 
 
 @pytest.fixture(scope="module")
