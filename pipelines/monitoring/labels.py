@@ -278,7 +278,7 @@ def labels_fingerprints(rows: DataFrame) -> DataFrame:
     :param rows: ``transaction_id``, ``txn_date``, ``label`` (:func:`labelled_rows`).
     :returns: ``txn_date``, ``labelled_rows`` (long), ``frauds`` (long), ``labels_fingerprint``.
     """
-    hashed = F.xxhash64(F.col(TRANSACTION_ID), F.col("label").cast("int")).cast("decimal(38,0)")
+    hashed = label_hash()
     per_day = rows.groupBy(TXN_DATE).agg(
         F.count(F.lit(1)).alias("labelled_rows"),
         F.sum(F.col("label").cast("long")).alias("frauds"),
@@ -289,3 +289,15 @@ def labels_fingerprints(rows: DataFrame) -> DataFrame:
         F.concat_ws(":", F.col("labelled_rows").cast("string"), F.col("frauds").cast("string"),
                     F.col("_hash_sum").cast("string")).alias("labels_fingerprint"),
     )
+
+
+def label_hash() -> Column:
+    """One row's part of the fingerprint: ``xxhash64(transaction_id, label)`` as an exact decimal,
+    so that sums of it, in any order or grouping, are exact."""
+    return F.xxhash64(F.col(TRANSACTION_ID), F.col("label").cast("int")).cast("decimal(38,0)")
+
+
+def fingerprint_text(rows: int, frauds: int, hash_sum: object) -> str:
+    """The fingerprint as :func:`labels_fingerprints` writes it, from totals summed elsewhere
+    (``hash_sum`` the exact sum of :func:`label_hash`)."""
+    return f"{rows}:{frauds}:{hash_sum}"

@@ -158,25 +158,21 @@ class Performance:
 
 def _performance(spark: SparkSession, settings: Settings, scored: ScoredDay, scored_rows: DataFrame) -> Performance:
     """The day's realized figures: those stored, if its labels are the ones they were measured
-    on; else measured again."""
+    on; else measured again. One pass over the day's scores and labels either way."""
     transactions = spark.read.format("delta").load(settings.tables.transactions_path)
     labels = read_labels(spark, settings.tables.path(settings.tables.labels))
     labelled = labelled_rows(transactions.filter(F.col(TXN_DATE) == F.expr(sql_date(scored.day))), labels)
-    labelled = labelled.join(scored_rows.select("transaction_id"), "transaction_id", "left_semi")
-    current = labels_fingerprints(labelled).first()
-    if current is None:
+    cells = performance_cells(scored_rows, labelled)
+    if cells.fingerprint is None:
         return Performance([], 0, 0, None, recomputed=False)
     stored = _stored_performance(spark, settings, scored)
-    if stored and stored[0]["labels_fingerprint"] == current["labels_fingerprint"]:
+    if stored and stored[0]["labels_fingerprint"] == cells.fingerprint:
         figures = [Figure(row["metric"], row["value"], row["lower"], row["upper"], row["limit_low"],
                           row["limit_high"], row["status"]) for row in stored]
-        return Performance(figures, current["labelled_rows"], current["frauds"], current["labels_fingerprint"],
-                           recomputed=False)
-    cells = performance_cells(scored_rows, labelled)
+        return Performance(figures, cells.rows, cells.frauds, cells.fingerprint, recomputed=False)
     figures = realized_performance(cells, normal_weight=settings.train.normal_weight, monitor=settings.monitor,
                                    limits=settings.promote)
-    return Performance(figures, current["labelled_rows"], current["frauds"], current["labels_fingerprint"],
-                       recomputed=True)
+    return Performance(figures, cells.rows, cells.frauds, cells.fingerprint, recomputed=True)
 
 
 def _stored_performance(spark: SparkSession, settings: Settings, scored: ScoredDay) -> list:

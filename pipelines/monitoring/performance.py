@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import MonitorSettings, PromoteSettings
 from pipelines.evaluation import SCORE_DECIMALS
+from pipelines.monitoring.labels import fingerprint_text, label_hash
 from pipelines.monitoring.tables import ALERT, OK, SCORE_COLUMN, WARN
 from pipelines.promotion import weighted_average_precision
 from pipelines.schema import TRANSACTION_ID
@@ -43,6 +44,8 @@ class Cells:
     labels: np.ndarray
     counts: np.ndarray
     amounts: np.ndarray  # the frauds' amount per cell (0 for normal cells)
+    # The labels measured, as pipelines.monitoring.labels.labels_fingerprints gives it (None: no rows).
+    fingerprint: str | None = None
 
     @property
     def frauds(self) -> int:
@@ -67,7 +70,9 @@ class Figure:
 
 
 def performance_cells(scored_day: DataFrame, labelled: DataFrame) -> Cells:
-    """Join the day's scores with their labels (``transaction_id, label, Amount``) and count cells."""
+    """Join the day's scores with their labels (``transaction_id, label, Amount``) and count
+    cells, in one pass; the labels' fingerprint comes from the same cells (each cell sums its
+    rows' :func:`label_hash`)."""
     rows = scored_day.select(TRANSACTION_ID, SCORE_COLUMN, "is_fraud").join(
         labelled.select(TRANSACTION_ID, "label", "Amount"), TRANSACTION_ID)
     cells = (
@@ -75,13 +80,19 @@ def performance_cells(scored_day: DataFrame, labelled: DataFrame) -> Cells:
                      F.col("is_fraud").cast("double").alias("decision"),
                      F.col("label").cast("double").alias("label"))
         .agg(F.count(F.lit(1)).alias("count"),
-             F.sum(F.when(F.col("label") == 1, F.col("Amount")).otherwise(0.0)).alias("amount"))
+             F.sum(F.when(F.col("label") == 1, F.col("Amount")).otherwise(0.0)).alias("amount"),
+             F.sum(label_hash()).alias("hash_sum"))
         .collect()
     )
     column = {name: np.array([row[name] for row in cells], dtype=float)
               for name in ("score", "decision", "label", "count", "amount")}
+    fingerprint = None
+    if cells:
+        frauds = sum(row["count"] for row in cells if row["label"] == 1)
+        fingerprint = fingerprint_text(sum(row["count"] for row in cells), frauds,
+                                       sum(row["hash_sum"] for row in cells))
     return Cells(scores=column["score"], decisions=column["decision"], labels=column["label"],
-                 counts=column["count"], amounts=column["amount"])
+                 counts=column["count"], amounts=column["amount"], fingerprint=fingerprint)
 
 
 def figures(weights: np.ndarray, cells: Cells, normal_weight: float) -> dict[str, np.ndarray]:
