@@ -20,7 +20,9 @@ fails in steps 1-2, before anything is written.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -42,7 +44,7 @@ from pipelines.monitoring.baseline import (
 )
 from pipelines.monitoring.drift import DayProfiles, MetricRow, day_profiles, drift_metrics, mark_drifted
 from pipelines.monitoring.labels import labelled_rows, labels_fingerprints, read_labels
-from pipelines.monitoring.performance import Figure, performance_cells, realized_performance
+from pipelines.monitoring.performance import Cells, Figure, performance_cells, realized_performance
 from pipelines.monitoring.report import write_report
 from pipelines.monitoring.tables import DRIFT_SCHEMA, PERFORMANCE_SCHEMA, VERDICT_SCHEMA
 from pipelines.monitoring.verdict import Verdict, verdict_of
@@ -130,21 +132,65 @@ def baseline_for(spark: SparkSession, settings: Settings, model_name: str, model
     return baseline
 
 
-def _drift_history(spark: SparkSession, settings: Settings, scored: ScoredDay) -> dict[date, set[str]]:
-    """The columns out of band on each of the version's monitored days before this one."""
-    path = settings.tables.path(settings.tables.drift)
-    if not is_delta_table(spark, path) or settings.monitor.window_days < 2:
-        return {}
-    rows = (
-        spark.read.format("delta").load(path)
-        .filter((F.col("model_name") == scored.model_name) & (F.col("model_version") == scored.model_version)
-                & (F.col(TXN_DATE) < F.expr(sql_date(scored.day))))
-        .groupBy(TXN_DATE)
-        .agg(F.collect_set(F.when(F.col("out_of_band"), F.col("column"))).alias("columns"))
-        .orderBy(F.col(TXN_DATE).desc()).limit(settings.monitor.window_days - 1)
-        .collect()
-    )
-    return {row[TXN_DATE]: set(row["columns"]) for row in rows}
+# --- What earlier runs wrote ---------------------------------------------------------------------
+
+# Drift rows are read back this far: the k-of-n rule counts the last monitored days, whatever
+# the gaps between them.
+DRIFT_HISTORY_DAYS = 366
+
+
+@dataclass(frozen=True)
+class History:
+    """The version's rows from earlier runs: its drift before the day, its performance over the
+    report's days (the day included: the figures stored for it). One read of each table."""
+
+    drift: pd.DataFrame
+    performance: pd.DataFrame
+
+    def out_of_band(self, window_days: int) -> dict[date, set[str]]:
+        """The columns out of band on each of the last ``window_days - 1`` monitored days."""
+        if self.drift.empty or window_days < 2:
+            return {}
+        days = sorted(set(self.drift[TXN_DATE]))[-(window_days - 1):]
+        recent = self.drift[self.drift[TXN_DATE].isin(days)]
+        return {day: set(recent.loc[(recent[TXN_DATE] == day) & recent["out_of_band"], "column"]) for day in days}
+
+    def stored_figures(self, day: date) -> tuple[str | None, list[Figure]]:
+        """The labels' fingerprint and the figures stored for ``day`` (None, [] if none)."""
+        rows = self.performance[self.performance[TXN_DATE] == day]
+        if rows.empty:
+            return None, []
+        figures = [Figure(row.metric, _float(row.value), _float(row.lower), _float(row.upper),
+                          _float(row.limit_low), _float(row.limit_high), row.status) for row in rows.itertuples()]
+        return rows["labels_fingerprint"].iloc[0], figures
+
+
+def read_history(spark: SparkSession, settings: Settings, scored: ScoredDay) -> History:
+    report_start = scored.day - timedelta(days=settings.monitor.report_days - 1)
+    drift = _version_rows(spark, settings.tables.path(settings.tables.drift), DRIFT_SCHEMA, scored,
+                          first=scored.day - timedelta(days=DRIFT_HISTORY_DAYS), last=scored.day - timedelta(days=1))
+    performance = _version_rows(spark, settings.tables.path(settings.tables.performance), PERFORMANCE_SCHEMA,
+                                scored, first=report_start, last=scored.day)
+    return History(drift, performance)
+
+
+def _version_rows(spark: SparkSession, path: str, schema: str, scored: ScoredDay, *, first: date,
+                  last: date) -> pd.DataFrame:
+    """The rows of the scoring version from ``first`` to ``last`` (both included), as pandas."""
+    if not is_delta_table(spark, path):
+        return pd.DataFrame(columns=_columns(schema))
+    return (spark.read.format("delta").load(path)
+            .filter((F.col("model_name") == scored.model_name) & (F.col("model_version") == scored.model_version)
+                    & F.col(TXN_DATE).between(F.expr(sql_date(first)), F.expr(sql_date(last))))
+            .toPandas())
+
+
+def _columns(schema: str) -> list[str]:
+    return [field.split()[0] for field in schema.split(", ")]
+
+
+def _float(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 @dataclass(frozen=True)
@@ -156,33 +202,25 @@ class Performance:
     recomputed: bool
 
 
-def _performance(spark: SparkSession, settings: Settings, scored: ScoredDay, scored_rows: DataFrame) -> Performance:
-    """The day's realized figures: those stored, if its labels are the ones they were measured
-    on; else measured again. One pass over the day's scores and labels either way."""
+def day_cells(spark: SparkSession, settings: Settings, scored: ScoredDay, scored_rows: DataFrame) -> Cells:
+    """The day's scores joined with their labels, counted per cell (one pass)."""
     transactions = spark.read.format("delta").load(settings.tables.transactions_path)
     labels = read_labels(spark, settings.tables.path(settings.tables.labels))
     labelled = labelled_rows(transactions.filter(F.col(TXN_DATE) == F.expr(sql_date(scored.day))), labels)
-    cells = performance_cells(scored_rows, labelled)
+    return performance_cells(scored_rows, labelled)
+
+
+def _performance(settings: Settings, scored: ScoredDay, cells: Cells, history: History) -> Performance:
+    """The day's realized figures: those stored, if its labels are the ones they were measured
+    on; else measured again."""
     if cells.fingerprint is None:
         return Performance([], 0, 0, None, recomputed=False)
-    stored = _stored_performance(spark, settings, scored)
-    if stored and stored[0]["labels_fingerprint"] == cells.fingerprint:
-        figures = [Figure(row["metric"], row["value"], row["lower"], row["upper"], row["limit_low"],
-                          row["limit_high"], row["status"]) for row in stored]
-        return Performance(figures, cells.rows, cells.frauds, cells.fingerprint, recomputed=False)
+    fingerprint, stored = history.stored_figures(scored.day)
+    if stored and fingerprint == cells.fingerprint:
+        return Performance(stored, cells.rows, cells.frauds, cells.fingerprint, recomputed=False)
     figures = realized_performance(cells, normal_weight=settings.train.normal_weight, monitor=settings.monitor,
                                    limits=settings.promote)
     return Performance(figures, cells.rows, cells.frauds, cells.fingerprint, recomputed=True)
-
-
-def _stored_performance(spark: SparkSession, settings: Settings, scored: ScoredDay) -> list:
-    path = settings.tables.path(settings.tables.performance)
-    if not is_delta_table(spark, path):
-        return []
-    return (spark.read.format("delta").load(path)
-            .filter((F.col(TXN_DATE) == F.expr(sql_date(scored.day))) & (F.col("model_name") == scored.model_name)
-                    & (F.col("model_version") == scored.model_version))
-            .collect())
 
 
 def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, computed_at: datetime) -> DayResult:
@@ -192,21 +230,35 @@ def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, c
         F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
     scored_rows = spark.read.format("delta").load(settings.tables.scored_path).filter(
         F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
-    profiles = day_profiles(transactions_day, scored_rows, baseline)
+    # Three independent reads, run at once: most of a small day's time is each Spark job's own
+    # planning and compiling, which overlaps on two cores.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        profiles_read = pool.submit(day_profiles, transactions_day, scored_rows, baseline)
+        cells_read = pool.submit(day_cells, spark, settings, scored, scored_rows)
+        history_read = pool.submit(read_history, spark, settings, scored)
+        profiles, cells, history = profiles_read.result(), cells_read.result(), history_read.result()
     monitor = settings.monitor
-    rows = mark_drifted(drift_metrics(baseline, profiles, monitor), _drift_history(spark, settings, scored),
+    rows = mark_drifted(drift_metrics(baseline, profiles, monitor), history.out_of_band(monitor.window_days),
                         drift_days=monitor.drift_days, window_days=monitor.window_days)
-    performance = _performance(spark, settings, scored, scored_rows)
+    performance = _performance(settings, scored, cells, history)
     verdict = verdict_of(rows, performance.figures, drift_days=monitor.drift_days,
                          window_days=monitor.window_days, confidence=monitor.confidence)
-    drift_frame = _drift_frame(spark, scored, rows, computed_at)
-    performance_frame = _performance_frame(spark, scored, performance, computed_at)
-    report = _report(spark, settings, scored, baseline, profiles, verdict, drift_frame, performance_frame)
+    drift_today = _drift_rows(scored, rows, computed_at)
+    performance_today = _performance_rows(scored, performance, computed_at)
     keys = {"days": [scored.day], "model_name": scored.model_name, "model_version": scored.model_version,
             "job": "monitor"}
-    replace_model_days(drift_frame, settings.tables.path(settings.tables.drift), **keys)
-    if performance.recomputed:
-        replace_model_days(performance_frame, settings.tables.path(settings.tables.performance), **keys)
+    # The report and the two tables at once; the verdict, which says the day is done, last.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        report_written = pool.submit(_report, settings, scored, baseline, profiles, verdict, history, drift_today,
+                                     performance_today)
+        writes = [pool.submit(replace_model_days, spark.createDataFrame(drift_today, DRIFT_SCHEMA),
+                              settings.tables.path(settings.tables.drift), **keys)]
+        if performance.recomputed:
+            writes.append(pool.submit(replace_model_days, spark.createDataFrame(performance_today, PERFORMANCE_SCHEMA),
+                                      settings.tables.path(settings.tables.performance), **keys))
+        report = report_written.result()
+        for write in writes:
+            write.result()
     verdict_row = spark.createDataFrame([(
         scored.day, scored.model_name, scored.model_version, verdict.verdict, verdict.reasons,
         verdict.drifted_columns, verdict.out_of_band_columns, scored.rows, performance.labelled_rows,
@@ -216,21 +268,20 @@ def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, c
     return DayResult(scored.day, scored.model_version, scored.rows, verdict, performance.recomputed, report)
 
 
-def _drift_frame(spark: SparkSession, scored: ScoredDay, rows: list[MetricRow], computed_at: datetime) -> DataFrame:
-    return spark.createDataFrame([(
+def _drift_rows(scored: ScoredDay, rows: list[MetricRow], computed_at: datetime) -> list[tuple]:
+    return [(
         scored.day, scored.model_name, scored.model_version, row.column, row.kind, row.metric, _number(row.value),
         _number(row.baseline), _number(row.band), _number(row.limit), row.out_of_band, row.drifted, scored.rows,
         as_utc(scored.scored_at), as_utc(computed_at),
-    ) for row in rows], DRIFT_SCHEMA)
+    ) for row in rows]
 
 
-def _performance_frame(spark: SparkSession, scored: ScoredDay, performance: Performance,
-                       computed_at: datetime) -> DataFrame:
-    return spark.createDataFrame([(
+def _performance_rows(scored: ScoredDay, performance: Performance, computed_at: datetime) -> list[tuple]:
+    return [(
         scored.day, scored.model_name, scored.model_version, figure.metric, _number(figure.value),
         _number(figure.lower), _number(figure.upper), _number(figure.limit_low), _number(figure.limit_high),
         figure.status, performance.labelled_rows, performance.frauds, performance.fingerprint, as_utc(computed_at),
-    ) for figure in performance.figures], PERFORMANCE_SCHEMA)
+    ) for figure in performance.figures]
 
 
 def _number(value: float | None) -> float | None:
@@ -240,14 +291,14 @@ def _number(value: float | None) -> float | None:
 # --- The report ----------------------------------------------------------------------------------
 
 
-def _report(spark: SparkSession, settings: Settings, scored: ScoredDay, baseline: Baseline, profiles: DayProfiles,
-            verdict: Verdict, drift_today: DataFrame, performance_today: DataFrame) -> str:
+def _report(settings: Settings, scored: ScoredDay, baseline: Baseline, profiles: DayProfiles, verdict: Verdict,
+            history: History, drift_today: list[tuple], performance_today: list[tuple]) -> str:
     """Write the day's report next to the tables and log it to MLflow under the version's
     training run (``monitoring/<day>/``); return where it was written."""
     first_day = scored.day - timedelta(days=settings.monitor.report_days - 1)
-    drift = _history(spark, settings.tables.path(settings.tables.drift), scored, first_day, drift_today)
-    performance = _history(spark, settings.tables.path(settings.tables.performance), scored, first_day,
-                           performance_today)
+    drift = _with_today(history.drift[history.drift[TXN_DATE] >= first_day], drift_today, DRIFT_SCHEMA)
+    performance = _with_today(history.performance[history.performance[TXN_DATE] < scored.day], performance_today,
+                              PERFORMANCE_SCHEMA)
     root = settings.tables.path(settings.tables.reports)
     local = "://" not in root or root.startswith("file:")
     folder = Path(root.removeprefix("file:")) if local else Path(tempfile.mkdtemp(prefix="fraud-report-"))
@@ -261,18 +312,15 @@ def _report(spark: SparkSession, settings: Settings, scored: ScoredDay, baseline
     client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
     for file in [files.html, *files.pictures]:
         client.log_artifact(ref.run_id, str(file), artifact_path=f"monitoring/{scored.day.isoformat()}")
-    return str(files.html) if local else f"runs:/{ref.run_id}/monitoring/{scored.day.isoformat()}/{files.html.name}"
+    if not local:
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"runs:/{ref.run_id}/monitoring/{scored.day.isoformat()}/{files.html.name}"
+    return str(files.html)
 
 
-def _history(spark: SparkSession, path: str, scored: ScoredDay, first_day: date, today: DataFrame) -> pd.DataFrame:
-    """The version's rows of a monitoring table from ``first_day`` to the day before, with today's."""
-    frames = [today]
-    if is_delta_table(spark, path):
-        frames.insert(0, spark.read.format("delta").load(path).filter(
-            (F.col("model_name") == scored.model_name) & (F.col("model_version") == scored.model_version)
-            & (F.col(TXN_DATE) >= F.expr(sql_date(first_day))) & (F.col(TXN_DATE) < F.expr(sql_date(scored.day)))))
-    combined = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-    return combined.toPandas()
+def _with_today(earlier: pd.DataFrame, today: list[tuple], schema: str) -> pd.DataFrame:
+    current = pd.DataFrame(today, columns=_columns(schema))
+    return current if earlier.empty else pd.concat([earlier, current], ignore_index=True)
 
 
 # --- Catch-up: which days need monitoring --------------------------------------------------------
