@@ -559,13 +559,13 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             seed=file.promote.seed,
         ),
         serve=_serve_settings(file.serve, root),
-        monitor=_monitor_settings(file.monitor),
+        monitor=_monitor_settings(file.monitor, env),
     )
 
 
-def _monitor_settings(monitor: _MonitorSection) -> MonitorSettings:
+def _monitor_settings(monitor: _MonitorSection, env: str) -> MonitorSettings:
     if monitor.drift_days > monitor.window_days:
-        raise ConfigError(f"[monitor] drift_days ({monitor.drift_days}) cannot exceed window_days "
+        raise ConfigError(f"{config_path(env)}: [monitor] drift_days ({monitor.drift_days}) cannot exceed window_days "
                           f"({monitor.window_days}): a column could never count as drifted")
     return MonitorSettings(
         bins=monitor.bins,

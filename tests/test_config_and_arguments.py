@@ -78,6 +78,8 @@ def local_config_with(tmp_path, *changes: tuple[str, str]) -> str:
         ("\nholdout_days = 1", "\nholdout_dayz = 1", r"\[train\] holdout_dayz: unknown key \(known: .*holdout_days"),
         ("target_precision = 0.9", "target_precison = 0.9", r"\[train.threshold\] target_precison: unknown key"),
         ("\nmembers = [", "\nmember = [", r"\[train.ensemble\] member: unknown key \(known: members\)"),
+        ("\nks = 0.1", "\nkolmogorov = 0.1", r"\[monitor.min_effect\] kolmogorov: unknown key \(known: psi"),
+        ("band_quantile = 0.99", "band_quantil = 0.99", r"\[monitor\] band_quantil: unknown key"),
     ],
 )
 def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message):
@@ -87,7 +89,7 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
-    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve\)"
+    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor\)"
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
         load_settings(path)
 
@@ -100,6 +102,22 @@ def test_every_problem_is_named_each_on_its_own_line(tmp_path):
         f"{path}: [mlflow] model_name: required key missing",
         f"{path}: [train] seed: must be at least 0, got -1",
     ]
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("band_quantile = 0.99", "band_quantile = 1.5", r"\[monitor\] band_quantile: must be less than 1, got 1.5"),
+        ("band_samples = 1000", "band_samples = 10", r"\[monitor\] band_samples: must be at least 50, got 10"),
+        ("\npsi = 0.1", "\npsi = -0.1", r"\[monitor.min_effect\] psi: must be at least 0, got -0.1"),
+        ("drift_days = 2", "drift_days = 4", r"\[monitor\] drift_days \(4\) cannot exceed window_days \(3\)"),
+        ("retrain_cool_down_days = 7", 'retrain_cool_down_days = "a week"',
+         r"\[monitor\] retrain_cool_down_days: expected a number"),
+    ],
+)
+def test_monitoring_settings_out_of_range_are_refused_naming_the_key(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(local_config_with(tmp_path, (old, new)))
 
 
 def test_a_config_without_candidates_is_refused(tmp_path):
