@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import reduce
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from pipelines.clock import as_utc
 from pipelines.errors import ModelNotFoundError, NoDataError
-from pipelines.monitoring.profile import Profile, coarse_groups
-from pipelines.monitoring.spark_profiles import profiles, quantile_cuts
+from pipelines.monitoring.profile import Profile, coarse_groups, distribution_metrics
+from pipelines.monitoring.spark_profiles import profiles_by, quantile_cuts
 from pipelines.monitoring.tables import BASELINE_SCHEMA, SCORE_COLUMN
 from pipelines.portable.model import PortableModel
 from pipelines.promotion import FittedRows, fitted_rows_of
@@ -53,6 +55,9 @@ class Baseline:
     score: Profile
     alert_rate: float
     groups: dict[str, np.ndarray]  # each column's fine bin -> coarse bin
+    # Per column and metric, the largest distance of one fitted day from the other fitted days:
+    # how far days stray from each other in the training data itself (empty with one day).
+    day_spread: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -86,19 +91,45 @@ def build_baseline(
     columns = [*FEATURE_COLS, SCORE_COLUMN]
     edges = quantile_cuts(scored, columns, bins)
     edges[ALERT_COLUMN] = np.array([0.5])
-    measured = profiles(scored, edges)
-    if measured[SCORE_COLUMN].rows == 0:
+    per_day = profiles_by(scored, edges, by=TXN_DATE)
+    if not per_day:
         raise NoDataError(f"{ref.uri} has no baseline and none can be built: {fitted.table_path} at version "
                           f"{fitted.table_version} holds no rows on its fitted days {fitted.days}")
-    features = {column: measured[column] for column in FEATURE_COLS}
-    score = measured[SCORE_COLUMN]
+    measured = {column: reduce(Profile.merged, [day[column] for day in per_day.values()]) for column in edges}
+    groups = {column: coarse_groups(measured[column].counts, psi_bins) for column in columns}
     return Baseline(
         model_name=ref.name, model_version=ref.version, source_table_path=fitted.table_path,
-        source_table_version=fitted.table_version, fitted_days=fitted.days, features=features, score=score,
-        alert_rate=measured[ALERT_COLUMN].mean,
-        groups={column: coarse_groups(profile.counts, psi_bins)
-                for column, profile in {**features, SCORE_COLUMN: score}.items()},
+        source_table_version=fitted.table_version, fitted_days=fitted.days,
+        features={column: measured[column] for column in FEATURE_COLS}, score=measured[SCORE_COLUMN],
+        alert_rate=measured[ALERT_COLUMN].mean, groups=groups,
+        day_spread=day_spread(measured, list(per_day.values()), groups),
     )
+
+
+def day_spread(pooled: dict[str, Profile], days: list[dict[str, Profile]],
+               groups: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per column and metric, the largest distance of one fitted day from all the others (for the
+    score, the alert rate's too): the day-to-day variation of the training data, which a new day
+    is as entitled to as sampling noise. Empty with fewer than two days."""
+    if len(days) < 2:
+        return {}
+    spread: dict[str, dict[str, float]] = {}
+    for column, column_groups in groups.items():
+        values: dict[str, float] = {}
+        for day in days:
+            others = pooled[column].counts - day[column].counts
+            if day[column].values == 0 or others.sum() <= 0:
+                continue
+            for metric, value in distribution_metrics(pooled[column], day[column].counts, column_groups,
+                                                      against=others).items():
+                values[metric] = max(values.get(metric, 0.0), float(value[0]))
+            if column == SCORE_COLUMN:
+                alerts, rest = day[ALERT_COLUMN], pooled[ALERT_COLUMN].values - day[ALERT_COLUMN].values
+                if rest > 0:
+                    gap = abs(alerts.mean - (pooled[ALERT_COLUMN].total - alerts.total) / rest)
+                    values["alert_rate"] = max(values.get("alert_rate", 0.0), gap)
+        spread[column] = values
+    return spread
 
 
 def _fitted_rows(spark: SparkSession, ref: ModelRef, fitted: FittedRows) -> DataFrame:
@@ -111,7 +142,7 @@ def _fitted_rows(spark: SparkSession, ref: ModelRef, fitted: FittedRows) -> Data
             f"version {fitted.table_version}) cannot be read: {str(exc).splitlines()[0][:300]}") from exc
     if fitted.days is not None:
         rows = rows.filter(F.col(TXN_DATE).isin(*fitted.days))
-    return rows.select(*FEATURE_COLS)
+    return rows.select(TXN_DATE, *FEATURE_COLS)
 
 
 def _with_scores(rows: DataFrame, portable: PortableModel) -> DataFrame:
@@ -125,7 +156,8 @@ def _with_scores(rows: DataFrame, portable: PortableModel) -> DataFrame:
             yield batch.assign(**{SCORE_COLUMN: predicted["fraud_probability"].to_numpy(),
                                   ALERT_COLUMN: predicted["is_fraud"].to_numpy().astype(float)})
 
-    schema = f"{', '.join(f'{column} double' for column in rows.columns)}, {SCORE_COLUMN} double, {ALERT_COLUMN} double"
+    schema = StructType([*rows.schema.fields, StructField(SCORE_COLUMN, DoubleType()),
+                         StructField(ALERT_COLUMN, DoubleType())])
     return rows.mapInPandas(score_batches, schema)
 
 
@@ -143,7 +175,7 @@ def baseline_rows(baseline: Baseline, created_at: datetime) -> list[tuple]:
             baseline.source_table_version, days, profile.rows, profile.null_share, profile.mean, profile.std,
             profile.minimum, profile.maximum, profile.edges.tolist(), profile.counts.tolist(),
             baseline.groups[column].tolist(), baseline.alert_rate if kind == "score" else None,
-            as_utc(created_at),
+            baseline.day_spread.get(column, {}), as_utc(created_at),
         ))
     return rows
 
@@ -166,7 +198,7 @@ def read_baseline(spark: SparkSession, path: str, model_name: str, model_version
     # Two first runs at once may both have stored one: the earlier is the baseline.
     first_created = min(row["created_at"] for row in rows)
     rows = [row for row in rows if row["created_at"] == first_created]
-    profiles_by_column, groups = {}, {}
+    profiles_by_column, groups, spread = {}, {}, {}
     for row in rows:
         counts = np.asarray(row["counts"], dtype=float)
         nulls = round(row["null_share"] * row["rows"])
@@ -178,6 +210,7 @@ def read_baseline(spark: SparkSession, path: str, model_name: str, model_version
             edges=np.asarray(row["edges"], dtype=float), counts=counts, rows=row["rows"], nulls=nulls,
             total=total, total_sq=total_sq, minimum=row["min"], maximum=row["max"])
         groups[row["column"]] = np.asarray(row["psi_groups"], dtype=int)
+        spread[row["column"]] = dict(row["day_spread"] or {})
     first = rows[0]
     score_row = next(row for row in rows if row["column"] == SCORE_COLUMN)
     return Baseline(
@@ -187,4 +220,5 @@ def read_baseline(spark: SparkSession, path: str, model_name: str, model_version
                      if first["fitted_days"] else None),
         features={column: profile for column, profile in profiles_by_column.items() if column != SCORE_COLUMN},
         score=profiles_by_column[SCORE_COLUMN], alert_rate=score_row["alert_rate"], groups=groups,
+        day_spread=spread,
     )

@@ -77,17 +77,23 @@ def day_profiles(transactions_day: DataFrame, scored_day: DataFrame, baseline: B
 
 
 def column_metrics(
-    column: str, kind: str, reference: Profile, day: Profile, groups: np.ndarray, settings: MonitorSettings
+    column: str, kind: str, reference: Profile, day: Profile, groups: np.ndarray, settings: MonitorSettings,
+    spread: Mapping[str, float] | None = None,
 ) -> list[MetricRow]:
     """One column's metrics, bands and limits: the distributions, the null and out-of-range
-    shares (bands from binomial draws at the day's size), and the mean (no limit)."""
+    shares (bands from binomial draws at the day's size), and the mean (no limit).
+
+    :param spread: per metric, how far the fitted days stray from each other: a band is never
+        narrower than the training data's own day-to-day variation.
+    """
+    spread = spread or {}
     bands = BandSettings(settings.band_samples, settings.band_quantile, settings.seed)
     minimum = settings.min_effect
     rows = []
     values = distribution_metrics(reference, day.counts, groups)
     limits = distribution_bands(reference, groups, day.values, bands)
     for metric in DISTRIBUTION_METRICS:
-        value, band = float(values[metric][0]), limits[metric]
+        value, band = float(values[metric][0]), max(limits[metric], spread.get(metric, 0.0))
         limit = max(band, minimum[metric])
         rows.append(MetricRow(column, kind, metric, value, None, band, limit, value > limit))
     null_band = share_band(reference.null_share, reference.rows, day.rows, bands)
@@ -106,10 +112,12 @@ def column_metrics(
 
 def score_metrics(baseline: Baseline, day: DayProfiles, settings: MonitorSettings) -> list[MetricRow]:
     """The score's distribution metrics, its alert rate against the baseline's, expected frauds."""
-    rows = column_metrics(SCORE_COLUMN, "score", baseline.score, day.score, baseline.groups[SCORE_COLUMN], settings)
+    spread = baseline.day_spread.get(SCORE_COLUMN, {})
+    rows = column_metrics(SCORE_COLUMN, "score", baseline.score, day.score, baseline.groups[SCORE_COLUMN], settings,
+                          spread)
     bands = BandSettings(settings.band_samples, settings.band_quantile, settings.seed)
     rate, reference = day.alerts.mean if day.alerts.values else 0.0, baseline.alert_rate
-    band = share_band(reference, baseline.rows, day.rows, bands)
+    band = max(share_band(reference, baseline.rows, day.rows, bands), spread.get("alert_rate", 0.0))
     limit = max(band, settings.min_effect["alert_rate_change"] * reference)
     rows.append(MetricRow(SCORE_COLUMN, "score", "alert_rate", rate, reference, band, limit,
                           abs(rate - reference) > limit))
@@ -123,7 +131,7 @@ def drift_metrics(baseline: Baseline, day: DayProfiles, settings: MonitorSetting
     rows = []
     for column in FEATURE_COLS:
         rows += column_metrics(column, "input", baseline.features[column], day.features[column],
-                               baseline.groups[column], settings)
+                               baseline.groups[column], settings, baseline.day_spread.get(column))
     return rows + score_metrics(baseline, day, settings)
 
 

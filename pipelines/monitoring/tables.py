@@ -12,19 +12,21 @@ from __future__ import annotations
 # cut points: bin 0 is (-inf, edges[0]), bin i is [edges[i-1], edges[i]), the last is
 # [edges[-1], inf); ``counts`` has one more entry than ``edges``. ``psi_groups`` maps each fine
 # bin to its coarse bin (PSI, Jensen-Shannon). ``min``/``max`` bound the baseline's values:
-# anything outside is out of range.
+# anything outside is out of range. ``day_spread``: per metric, the largest distance of one fitted
+# day from the other fitted days (the training data's own day-to-day variation).
 BASELINE_SCHEMA = (
     "model_name string, model_version string, column string, kind string, "
     "source_table_path string, source_table_version long, fitted_days string, rows long, "
     "null_share double, mean double, std double, min double, max double, "
     "edges array<double>, counts array<double>, psi_groups array<int>, "
-    "alert_rate double, created_at timestamp"
+    "alert_rate double, day_spread map<string, double>, created_at timestamp"
 )
 
 # One row per (day, version, column, metric). ``kind``: 'input' (a feature) or 'score'
 # (``fraud_probability``). ``baseline``: the metric's value on the baseline where it has one
-# (null share, alert rate...). ``band``: the metric's ``band_quantile`` between baseline-sized
-# and day-sized samples of the baseline itself; ``limit``: max(band, minimum effect), null for
+# (null share, alert rate...). ``band``: the larger of the metric's ``band_quantile`` between
+# baseline-sized and day-sized samples of the baseline itself and the fitted days' own spread
+# (``day_spread``); ``limit``: max(band, minimum effect), null for
 # a figure that is reported but never alarms (mean, expected frauds). ``out_of_band``: value
 # (for the alert rate: its distance from the baseline) above ``limit`` today; ``drifted``: the
 # column was out of band on ``drift_days`` of the last ``window_days`` monitored days.
