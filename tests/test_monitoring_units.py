@@ -11,6 +11,7 @@ from scipy import stats
 
 from pipelines.config import MonitorSettings, PromoteSettings
 from pipelines.evaluation import ScoreCurve, average_precision, confusion_at
+from pipelines.monitoring.baseline import day_spread
 from pipelines.monitoring.drift import MetricRow, column_metrics, mark_drifted
 from pipelines.monitoring.performance import Cells, Figure, realized_performance
 from pipelines.monitoring.profile import (
@@ -187,3 +188,24 @@ def test_the_verdict_says_alert_for_a_drifted_column_warn_for_one_day_out_of_ban
     assert only.verdict == "alert"
     assert "realized auc_pr 0.5 (95% interval 0.4 to 0.6) below the gate's 0.8" in only.reasons[0]
     assert verdict_of([calm], [], drift_days=2, window_days=3, confidence=0.95).verdict == "ok"
+
+
+def test_a_band_is_never_narrower_than_how_far_the_fitted_days_stray_from_each_other():
+    # Two fitted days that differ as the real sample's two days do (its V1: KS 0.39 between them).
+    first, second = RNG.normal(0.0, 1.0, size=3000), RNG.normal(0.6, 1.0, size=3000)
+    edges = cut_points(np.quantile(np.concatenate([first, second]), np.arange(1, 100) / 100))
+    days = [{"V1": profile_of(first, edges)}, {"V1": profile_of(second, edges)}]
+    pooled = {"V1": days[0]["V1"].merged(days[1]["V1"])}
+    groups = {"V1": coarse_groups(pooled["V1"].counts, 10)}
+    spread = day_spread(pooled, days, groups)["V1"]
+    assert spread["ks"] == pytest.approx(stats.ks_2samp(first, second).statistic, abs=0.03)
+    settings = MonitorSettings()
+    like_a_fitted_day = profile_of(RNG.normal(0.6, 1.0, size=3000), edges, valid_range=(-9.0, 9.0))
+    plain = column_metrics("V1", "input", pooled["V1"], like_a_fitted_day, groups["V1"], settings)
+    widened = column_metrics("V1", "input", pooled["V1"], like_a_fitted_day, groups["V1"], settings, spread)
+    assert any(row.out_of_band for row in plain)  # sampling noise alone calls it drift
+    assert not any(row.out_of_band for row in widened)
+    far = profile_of(RNG.normal(2.0, 1.0, size=3000), edges, valid_range=(-9.0, 9.0))
+    assert any(row.out_of_band for row in column_metrics("V1", "input", pooled["V1"], far, groups["V1"], settings,
+                                                          spread))
+    assert day_spread(pooled, days[:1], groups) == {}
