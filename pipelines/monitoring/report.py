@@ -229,7 +229,8 @@ def _drift_heatmap_figure(drift: pd.DataFrame, *, day: date) -> Figure:
     scores = _ordered_columns(drift.loc[drift["kind"] == "score", "column"])
     grids = [_drift_grid(drift, block, days) for block in (inputs, scores) if block]
 
-    width = min(max(5.0, 3.2 + 0.32 * len(days)), 16)
+    # Wide enough for the title even with a day or two.
+    width = min(max(7.5, 3.2 + 0.32 * len(days)), 16)
     height = 1.9 + 0.24 * sum(len(grid.columns) for grid in grids)
     figure = Figure(figsize=(width, height), layout="constrained")
     if not grids:
@@ -418,10 +419,10 @@ def _draw_alert_rate(axes, drift: pd.DataFrame, performance: pd.DataFrame) -> No
         axes.plot(band_x, np.repeat(rate["baseline"].to_numpy() * PER_100K, 2), color="#4d4d4d", linewidth=1,
                   linestyle=":", label="baseline")
         axes.plot(x, rate["value"].to_numpy() * PER_100K, marker="o", markersize=4, color="#1f77b4",
-                  label="all scored rows")
+                  label="all scored rows, as scored")
     if not labelled.empty:
         x = mdates.date2num(list(labelled["txn_date"])) + 0.15  # beside the day's point, not on it
-        _interval_bars(axes, x, labelled, colour="#6a3d9a", label="labelled rows (interval)")
+        _interval_bars(axes, x, labelled, colour="#6a3d9a", label="labelled rows at the real balance (interval)")
         _limit_line(axes, x, labelled["limit_low"], label="limit low")
         _limit_line(axes, x, labelled["limit_high"], label="limit high")
     axes.set_ylim(bottom=0)
@@ -518,9 +519,12 @@ def _html_page(*, day: date, model_name: str, model_version: str, verdict: str, 
 """
 
 
+OK_REASON = "no column out of band; realized figures within the gate's limits"
+
+
 def _verdict_block(verdict: str, reasons: list[str]) -> str:
     colour = VERDICT_COLOURS[verdict]
-    items = "".join(f"<li>{_text(reason)}</li>" for reason in reasons) or "<li>no reasons given</li>"
+    items = "".join(f"<li>{_text(reason)}</li>" for reason in reasons) or f"<li>{OK_REASON}</li>"
     return (f'<section class="verdict" id="verdict" style="border-color: {colour}">'
             f'Verdict: <span class="word" style="color: {colour}">{_text(verdict.upper())}</span>'
             f'<ul id="reasons">{items}</ul></section>')
