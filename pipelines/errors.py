@@ -65,6 +65,11 @@ class ModelNotPortableError(FraudScoringError):
     exit_code = 5
 
 
+class NotAnAlertError(FraudScoringError):
+    """retrain was asked to start from a day whose verdict is not 'alert' (or has none): nothing
+    is trained and nothing is recorded."""
+
+
 class ModelInputError(SchemaError):
     """Rows to score lack a feature column the model reads, hold it in a type that is not a
     number, or hold a value the model cannot take (null, NaN, infinite)."""

@@ -31,7 +31,7 @@ from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipelines.clock import as_utc
-from pipelines.errors import FraudScoringError
+from pipelines.errors import NotAnAlertError
 from pipelines.monitoring.tables import ALERT
 from pipelines.tables import is_delta_table
 
@@ -53,11 +53,6 @@ RETRAINS_SCHEMA = (
     "promote_decision string, promote_exit_code int, champion_after string, finished_at timestamp, "
     "cool_down_until timestamp, detail string"
 )
-
-
-class NotAnAlertError(FraudScoringError):
-    """retrain was asked to start from a day whose verdict is not 'alert' (or has none): nothing
-    is trained and nothing is recorded."""
 
 
 @dataclass(frozen=True)
