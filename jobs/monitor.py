@@ -26,7 +26,6 @@ from pyspark.sql import SparkSession
 from jobs.score import days_to_score
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
-from pipelines.errors import NoDataError
 from pipelines.monitoring.monitor import DayResult, monitor_day, scored_days, stale_days
 from pipelines.monitoring.tables import ALERT, ALERT_EXIT_CODE
 from pipelines.registry import configure_mlflow, reaching_mlflow
@@ -51,28 +50,18 @@ def run(spark: SparkSession, settings: Settings, *, days: list[date], computed_a
     return results
 
 
-def catch_up(spark: SparkSession, settings: Settings, *, named_days: Sequence[date], yesterday: date | None,
+def catch_up(spark: SparkSession, settings: Settings, *, named_days: Sequence[date],
              computed_at: datetime) -> list[DayResult]:
-    """Monitor ``named_days`` and every stale day (and yesterday, if it is scored)."""
+    """Monitor ``named_days`` and every stale day: every scored day without an up-to-date
+    verdict, yesterday's new scores among them."""
     stale = stale_days(spark, settings)
     for day, reason in stale.items():
         log.info("monitor: %s: %s", day, reason)
     days = set(stale) | set(named_days)
-    if yesterday is not None:
-        days |= set(scored_or_none(spark, settings, yesterday))
     if not days:
         log.info("monitor: nothing to monitor: every scored day has an up-to-date verdict")
         return []
     return run(spark, settings, days=sorted(days), computed_at=computed_at)
-
-
-def scored_or_none(spark: SparkSession, settings: Settings, day: date) -> list[date]:
-    try:
-        scored_days(spark, settings, [day])
-    except NoDataError:
-        log.warning("monitor: %s (yesterday, UTC) is not scored: not monitored", day)
-        return []
-    return [day]
 
 
 def summary(results: Sequence[DayResult]) -> str:
@@ -89,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--end-date", type=calendar_date, help="last day of a range to monitor (inclusive)")
     parser.add_argument("--catch-up", action="store_true",
                         help="also monitor every scored day without an up-to-date verdict (never monitored, "
-                             "rescored, or relabelled); yesterday only if it is scored")
+                             "rescored, or relabelled); without --date, only those")
     args = parser.parse_args(argv)
     now = datetime.now(timezone.utc)
     days = days_to_score(args, now.date())
@@ -99,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_mlflow(settings.mlflow)
         spark = get_spark(settings.spark)
         if args.catch_up:
-            results = catch_up(spark, settings, named_days=days if named else (),
-                               yesterday=None if named else days[0], computed_at=now)
+            results = catch_up(spark, settings, named_days=days if named else (), computed_at=now)
         else:
             results = run(spark, settings, days=days, computed_at=now)
     if results:

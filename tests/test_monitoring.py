@@ -162,7 +162,7 @@ def test_a_label_change_recomputes_that_days_performance_and_catch_up_finds_only
     merge_labels(spark, late, settings.tables.path(settings.tables.labels), labelled_at=NOW, source_file="late.csv")
     assert stale_days(spark, settings) == {day: "its labels changed since its performance was measured"}
     later = NOW + timedelta(days=30)
-    [result] = monitor.catch_up(spark, settings, named_days=(), yesterday=None, computed_at=later)
+    [result] = monitor.catch_up(spark, settings, named_days=(), computed_at=later)
     assert result.day == day and result.performance_recomputed
     after = {row["metric"]: row for row in table(spark, settings, performance).filter(F.col(TXN_DATE) == day).collect()}
     assert after["recall"]["value"] < before["recall"]["value"]
