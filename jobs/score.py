@@ -6,8 +6,9 @@
     ./spark-submit.sh score --list-stale          # which days those are, and why; writes nothing
     ./spark-submit.sh score --shadow --date 2013-09-02   # the challenger, into shadow_scored_transactions
 
-Loads the registered PipelineModel (default ``models:/fraud_detector@champion``) and its
-decision threshold, reads each day's partition at one Delta version of ``transactions``, checks
+Loads the registered version (default ``models:/fraud_detector@champion``) and its decision
+threshold: its portable form, or its Spark ML PipelineModel with ``[score] engine = "spark"``
+(or when the version has no portable form), reads each day's partition at one Delta version of ``transactions``, checks
 that the model can take every row, and replaces those days in ``scored_transactions`` in one
 commit. A date that is not a real calendar date is refused before Spark starts; a day without
 transactions, a row the model cannot take, or a missing model stops the job before anything
@@ -17,6 +18,7 @@ is written.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 
@@ -28,7 +30,8 @@ from pipelines.catch_up import StaleDays, days_with_rows, find_stale_days, score
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, NoDataError
-from pipelines.registry import configure_mlflow, load_model, reaching_mlflow, resolve_model
+from pipelines.portable.model import PortableModel
+from pipelines.registry import configure_mlflow, load_scorer, reaching_mlflow, resolve_model
 from pipelines.schema import TXN_DATE
 from pipelines.score_checks import check_model_input
 from pipelines.scoring import ModelRef, score
@@ -51,7 +54,7 @@ def run(
     days: list[date],
     model_ref: ModelRef,
     scored_at: datetime,
-    model: Transformer | None = None,
+    model: Transformer | PortableModel | None = None,
     shadow: bool = False,
     source_version: int | None = None,
     catch_up: bool = False,
@@ -60,8 +63,8 @@ def run(
     the rows written per day.
 
     Every day is checked for transactions, and every row for values the model can take,
-    before the model is loaded (unless given). A range is one commit, so a job that fails or
-    is killed part-way leaves every day as it was.
+    before the model is loaded (unless given; otherwise as ``[score] engine`` says). A range
+    is one commit, so a job that fails or is killed part-way leaves every day as it was.
 
     :param shadow: write ``shadow_scored_transactions`` instead, replacing only this model
         version's rows of ``days`` (other versions' scores of those days stay).
@@ -69,6 +72,7 @@ def run(
     :param catch_up: the commit vouches that every change up to ``source_version`` is scored
         (see pipelines/catch_up.py); only a catch-up run may say so.
     """
+    started = time.monotonic()
     days = sorted(set(days))
     source_path = settings.tables.transactions_path
     version = current_version(spark, source_path) if source_version is None else source_version
@@ -80,22 +84,32 @@ def run(
             f"(version {version}); nothing was scored"
         )
     day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
-    check_model_input(day_rows, source=f"{source_path} version {version}, {_days_text(days)}")
+    source = f"{source_path} version {version}, {_days_text(days)}"
+    log.info("score: checking the rows of %s", source)
+    check_model_input(day_rows, source=source)
     if model is None:
-        model = load_model(model_ref)
+        model = load_scorer(model_ref, settings.score.engine)
+    engine = "portable" if isinstance(model, PortableModel) else "spark"
+    log.info("score: scoring and writing %s with %s (%s engine), %.1f s in", _days_text(days), model_ref.uri,
+             engine, time.monotonic() - started)
     scored = score(day_rows, model, model_ref=model_ref, source_table_version=version, scored_at=scored_at)
     metadata = score_commit_metadata(source_table_version=version, catch_up=catch_up)
     if shadow:
         target = settings.tables.shadow_path
         commit = replace_model_days(scored, target, days=days, model_name=model_ref.name,
                                     model_version=model_ref.version, metadata=metadata)
-        written_rows = read_version(spark, target, commit.version).filter(
-            (F.col("model_name") == model_ref.name) & (F.col("model_version") == model_ref.version))
     else:
         target = settings.tables.scored_path
         commit = replace_days(scored, target, days=days, metadata=metadata)
+    if len(days) == 1:
+        written = {days[0]: commit.rows}
+    else:
         written_rows = read_version(spark, target, commit.version)
-    written = rows_per_day(written_rows, days)
+        if shadow:
+            written_rows = written_rows.filter(
+                (F.col("model_name") == model_ref.name) & (F.col("model_version") == model_ref.version))
+        written = rows_per_day(written_rows, days)
+    log.info("score: wrote %d rows in %.1f s", sum(written.values()), time.monotonic() - started)
     for day in days:
         log.info(
             "score: %s: %d rows with %s (threshold %.4f) -> %s version %d",
@@ -116,7 +130,7 @@ def catch_up(
     scored_at: datetime,
     named_days: Sequence[date] = (),
     yesterday: date | None = None,
-    model: Transformer | None = None,
+    model: Transformer | PortableModel | None = None,
 ) -> dict[date, int]:
     """Score ``named_days``, ``yesterday`` if it has transactions, and every stale day, in one
     commit; return the rows written per day ({} when there was nothing to score).

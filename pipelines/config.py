@@ -128,6 +128,12 @@ class TrainSettings:
     # The rows are spread over this many parts for fitting: a fixed number, so that seeded
     # fits give the same models whatever the cluster's size at the time.
     fit_partitions: int = 2
+    # How many fits the search runs at once (threads sharing the one SparkContext); 1: one
+    # after another. Results do not depend on it: each fit sees the same rows in the same parts.
+    parallel_fits: int = 2
+    # The ensemble is made of its members' fits from their own searches (fold, window and
+    # all-days models) instead of fitting them again; off: refit, as before (the baseline).
+    reuse_member_fits: bool = True
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,17 @@ class ServingSettings:
     serve: ServeSettings
 
 
+# How ``score`` computes probabilities: "portable" scores the version's portable form
+# (pipelines/portable) over Arrow batches in the executors' Python; "spark" runs the Spark ML
+# PipelineModel's own ``transform``, the reference the portable form is checked against.
+SCORE_ENGINES = ("portable", "spark")
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    engine: str = "portable"
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -221,6 +238,7 @@ class Settings:
     promote: PromoteSettings = field(default_factory=PromoteSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -431,6 +449,8 @@ class _TrainSection(_Section):
     class_weighting: Literal["none", "balanced"] = "none"
     normal_weight: _Number = Field(1.0, gt=0)
     fit_partitions: _Integer = Field(2, ge=1)
+    parallel_fits: _Integer = Field(2, ge=1)
+    reuse_member_fits: _Boolean = True
     threshold: _ThresholdSection = Field(default_factory=_ThresholdSection)
     # [train.candidates.NAME]: the keys are the estimator's parameters, which
     # pipelines.training.check_train_settings checks against the estimator itself.
@@ -492,6 +512,10 @@ class _MonitorSection(_Section):
     retrain_cool_down_days: _Number = Field(_DEFAULT_MONITOR.retrain_cool_down_days, ge=0)
 
 
+class _ScoreSection(_Section):
+    engine: Literal[SCORE_ENGINES] = "portable"
+
+
 class _ConfigFile(_Section):
     spark: _SparkSection
     tables: _TablesSection
@@ -501,6 +525,7 @@ class _ConfigFile(_Section):
     promote: _PromoteSection = Field(default_factory=_PromoteSection)
     serve: _ServeSection = Field(default_factory=_ServeSection)
     monitor: _MonitorSection = Field(default_factory=_MonitorSection)
+    score: _ScoreSection = Field(default_factory=_ScoreSection)
 
 
 class _ServingFile(_Section):
@@ -548,6 +573,8 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
             candidates=train.candidates,
             ensemble_members=tuple(train.ensemble.members),
             fit_partitions=train.fit_partitions,
+            parallel_fits=train.parallel_fits,
+            reuse_member_fits=train.reuse_member_fits,
         ),
         promote=PromoteSettings(
             min_auc_pr=file.promote.min_auc_pr,
@@ -560,6 +587,7 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
         ),
         serve=_serve_settings(file.serve, root),
         monitor=_monitor_settings(file.monitor, env),
+        score=ScoreSettings(engine=file.score.engine),
     )
 
 

@@ -6,7 +6,9 @@ loads a version also gets the threshold it was validated with.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +22,15 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
 from pipelines.config import MlflowSettings, limit_requests
-from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ServiceUnavailableError
+from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ModelNotPortableError, ServiceUnavailableError
 from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
+from pipelines.portable.model import PortableModel
+from pipelines.portable.pyfunc import load_registered
 from pipelines.scoring import ModelRef
 
 # The days whose rows (at the version's source.table_version) the model was fitted on.
 FITTED_DAYS_TAG = "fitted.days"
+log = logging.getLogger(__name__)
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
 
 
@@ -155,6 +160,35 @@ def model_ref(model_version: ModelVersion) -> ModelRef:
 def load_model(ref: ModelRef) -> PipelineModel:
     """Load the fitted Spark ML pipeline of a registered version."""
     return mlflow.spark.load_model(ref.uri)
+
+
+def load_scorer(ref: ModelRef, engine: str) -> PipelineModel | PortableModel:
+    """What ``score`` scores ``ref`` with: its portable form (``engine`` "portable") or its
+    Spark ML pipeline ("spark").
+
+    The portable form must first reproduce the probabilities Spark gave its parity rows when
+    it was released. A version without a portable form (registered before it existed), or
+    one that fails that check, is scored by its Spark ML pipeline instead, with a warning:
+    slower, never wrong.
+    """
+    started = time.monotonic()
+    if engine == "portable":
+        try:
+            model = load_registered(ref.name, ref.version)
+            failures, largest = model.check()
+        except ModelNotPortableError as exc:
+            log.warning("score: %s cannot be scored by its portable form (%s); scoring with Spark ML instead",
+                        ref.uri, exc)
+        else:
+            if failures == 0:
+                log.info("score: loaded the portable form of %s in %.1f s (parity rows reproduced, "
+                         "largest difference %.2g)", ref.uri, time.monotonic() - started, largest)
+                return model
+            log.warning("score: the portable form of %s differs from Spark on %d parity row(s) (largest "
+                        "difference %.3g); scoring with Spark ML instead", ref.uri, failures, largest)
+    pipeline = load_model(ref)
+    log.info("score: loaded the Spark ML pipeline of %s in %.1f s", ref.uri, time.monotonic() - started)
+    return pipeline
 
 
 def _client(settings: MlflowSettings) -> MlflowClient:

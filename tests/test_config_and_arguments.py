@@ -89,8 +89,16 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
-    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor\)"
+    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score\)"
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
+        load_settings(path)
+
+
+def test_the_score_engine_is_portable_by_default_and_an_unknown_one_is_refused(tmp_path):
+    assert load_settings("local").score.engine == "portable"
+    assert load_settings(local_config_with(tmp_path, ('engine = "portable"', 'engine = "spark"'))).score.engine == "spark"
+    path = local_config_with(tmp_path, ('engine = "portable"', 'engine = "onnx"'))
+    with pytest.raises(ConfigError, match=r"\[score\] engine: .*'portable'.*'spark'"):
         load_settings(path)
 
 

@@ -15,14 +15,24 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
+import mlflow.spark
 import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
+from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
 from jobs import ingest, score, sql, train
 from pipelines.config import PROJECT_ROOT
-from pipelines.registry import NORMAL_WEIGHT_TAG, THRESHOLD_TAG, configure_mlflow, load_model, resolve_model
+from pipelines.portable.model import PortableModel
+from pipelines.registry import (
+    NORMAL_WEIGHT_TAG,
+    THRESHOLD_TAG,
+    configure_mlflow,
+    load_model,
+    load_scorer,
+    resolve_model,
+)
 from pipelines.scoring import real_balance_threshold
 from pipelines.scoring import score as score_rows
 from pipelines.tables import CHANGE_FEED_PROPERTY, change_feed_enabled
@@ -318,3 +328,56 @@ def test_a_champion_change_between_two_scores_of_a_day_leaves_one_consistent_day
     assert versions[0].scored_at.astimezone(timezone.utc) == LATER
     point(registry, champion=registry.v1)
     assert NORMAL_WEIGHT_TAG in registry.client.get_model_version("fraud_detector", registry.v2).tags
+
+
+# ---- 6. the two scoring engines: the portable form against Spark ML's own transform ----------
+
+
+def test_both_engines_write_the_same_scores_to_1e_9_on_every_row_of_the_real_sample(spark, lake, registry):
+    """The nightly default (the portable form over Arrow batches) against the reference (the
+    PipelineModel's transform), through score.run into two tables: every row, both days."""
+    days = [DAY1, DAY2]
+    portable_settings = replace(lake.settings, score=replace(lake.settings.score, engine="portable"))
+    written = score.run(spark, portable_settings, days=days, model_ref=registry.refs[registry.v1], scored_at=SCORED_AT)
+    portable_rows = read(spark, lake.settings.tables.scored_path)
+    reference_settings = replace(lake.settings, tables=replace(lake.settings.tables, scored="reference_scores"))
+    score.run(spark, reference_settings, days=days, model_ref=registry.refs[registry.v1],
+              model=registry.models[registry.v1], scored_at=SCORED_AT)
+    reference_rows = read(spark, reference_settings.tables.scored_path)
+
+    assert written == ROWS
+    joined = portable_rows.alias("p").join(reference_rows.alias("r"), "transaction_id", "full_outer")
+    worst = joined.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.max(F.abs(F.col("p.fraud_probability") - F.col("r.fraud_probability"))).alias("largest"),
+        F.count_if(F.col("p.fraud_probability").isNull() | F.col("r.fraud_probability").isNull()).alias("unmatched"),
+        F.count_if(F.col("p.is_fraud") != F.col("r.is_fraud")).alias("decisions_apart"),
+        F.count_if(F.col("p.is_fraud") != (F.col("p.fraud_probability") >= F.col("p.threshold"))).alias("inconsistent"),
+        F.count_if(F.col("p.txn_date") != F.col("r.txn_date")).alias("days_apart"),
+        F.sum(F.col("p.is_fraud").cast("int")).alias("flagged"),
+    ).first()
+    assert worst["rows"] == sum(ROWS.values()) and worst["unmatched"] == 0
+    assert worst["largest"] <= 1e-9
+    assert worst["decisions_apart"] == 0 and worst["inconsistent"] == 0 and worst["days_apart"] == 0
+    assert worst["flagged"] > 0  # the sample's frauds are there to flag
+    lineage = ["threshold", "model_name", "model_version", "model_run_id", "model_uri", "source_table_version",
+               "scored_at"]
+    assert portable_rows.select(*lineage).distinct().collect() == reference_rows.select(*lineage).distinct().collect()
+
+
+def test_a_version_without_a_portable_form_is_scored_by_spark_with_a_warning(registry, tmp_path, caplog):
+    """A version registered before the portable form existed (only the Spark flavor in its
+    folder) still scores every night, through Spark ML."""
+    folder = tmp_path / "spark-only"
+    mlflow.spark.save_model(registry.models[registry.v1], str(folder))
+    assert not (folder / "portable").exists()
+    first = registry.client.get_model_version("fraud_detector", registry.v1)
+    old = registry.client.create_model_version("fraud_detector", source=str(folder), run_id=first.run_id,
+                                               tags=first.tags)
+    ref = resolve_model(registry.settings.mlflow, f"models:/fraud_detector/{old.version}")
+    with caplog.at_level("WARNING", logger="pipelines.registry"):
+        model = load_scorer(ref, "portable")
+    assert isinstance(model, PipelineModel)
+    assert "cannot be scored by its portable form" in caplog.text and "Spark ML instead" in caplog.text
+    assert isinstance(load_scorer(registry.refs[registry.v1], "portable"), PortableModel)
+    assert isinstance(load_scorer(registry.refs[registry.v1], "spark"), PipelineModel)
