@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.ml import Pipeline, Transformer
+from pyspark.ml import Pipeline, PipelineModel, Transformer
 from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -181,6 +181,34 @@ def build_pipeline(
     if ensemble:
         stages.append(MeanProbability(inputCols=[f"{member}_probability" for member in members]))
     return Pipeline(stages=stages)
+
+
+def compose_ensemble(members: Mapping[str, PipelineModel]) -> PipelineModel:
+    """The fitted ensemble of ``members`` (candidate -> its fitted single-candidate pipeline).
+
+    Fitting :func:`build_pipeline`'s ensemble fits the same assembler, scaler and classifiers
+    on the same rows in the same order as fitting each member alone does, so the models the
+    members' own searches fitted make that ensemble without fitting again: the shared stages
+    are taken from the members, each classifier's output columns get its name as prefix, and
+    :class:`MeanProbability` averages them. The result has the fitted ensemble's stages, in
+    its order.
+
+    Example::
+
+        model = compose_ensemble({"logistic_regression": lr_model, "random_forest": rf_model})
+    """
+    check_ensemble_members(list(members))
+    stages: list[Any] = [members[next(iter(members))].stages[0]]  # the assembler: a plain transformer
+    scaled = [model for member, model in members.items() if CANDIDATES[member].needs_scaling]
+    if scaled:
+        stages.append(scaled[0].stages[1])  # fitted on the same rows by every member that scales
+    for member, model in members.items():
+        classifier = model.stages[-1].copy()
+        for param in ("probabilityCol", "rawPredictionCol", "predictionCol"):
+            classifier.set(classifier.getParam(param), f"{member}_{classifier.getOrDefault(param)}")
+        stages.append(classifier)
+    stages.append(MeanProbability(inputCols=[f"{member}_probability" for member in members]))
+    return PipelineModel(stages=stages)
 
 
 def fraud_probability(probability_col: str = "probability") -> Column:

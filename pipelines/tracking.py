@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import date
@@ -25,18 +26,19 @@ from pyspark.sql import functions as F
 
 from pipelines import plots, release
 from pipelines.config import MlflowSettings, TrainSettings
-from pipelines.model import ENSEMBLE, pipeline_members
+from pipelines.model import pipeline_members
 from pipelines.portable.decision import Decision
 from pipelines.registry import FITTED_DAYS_TAG, NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.schema import FEATURE_COLS
 from pipelines.training import (
+    FINAL_FIT,
     CandidateResult,
+    FitRunner,
     best_candidate,
     check_train_settings,
-    fit,
-    search_candidate,
-    search_ensemble,
+    search_all,
     split_by_time,
+    start_final_fit,
 )
 
 log = logging.getLogger(__name__)
@@ -140,29 +142,30 @@ def train_and_register(
             "search_space": json.dumps(train.candidates, sort_keys=True),
             "ensemble_members": ",".join(train.ensemble_members) or "none",
             "fit_partitions": train.fit_partitions,
+            "parallel_fits": train.parallel_fits,
+            "reuse_member_fits": train.reuse_member_fits,
         })
-        results: dict[str, CandidateResult] = {}
-        for candidate, grid in train.candidates.items():
-            with mlflow.start_run(run_name=candidate, nested=True):
-                mlflow.set_tags(lineage.tags())
-                mlflow.log_input(dataset, context="training")
-                results[candidate] = search_candidate(split, candidate=candidate, grid=grid, settings=train)
-                _log_candidate(results[candidate])
-        if train.ensemble_members:
-            with mlflow.start_run(run_name=ENSEMBLE, nested=True):
-                mlflow.set_tags(lineage.tags())
-                mlflow.log_input(dataset, context="training")
-                results[ENSEMBLE] = search_ensemble(split, results, settings=train)
-                _log_candidate(results[ENSEMBLE])
-        chosen = best_candidate(results)
-        best = results[chosen]
-        _log_candidate(best)
-        mlflow.set_tag("chosen_candidate", chosen)
-
-        final_model = (
-            fit(transactions, candidate=chosen, params=best.best.params, settings=train)
-            if train.refit_on_all_days else best.model
-        )
+        # Every fit first (several at once, see FitRunner), then one child run per candidate.
+        with FitRunner(parallel=train.parallel_fits, clock=time.monotonic) as runner:
+            if train.refit_on_all_days:
+                runner.expect([FINAL_FIT])  # counted in the progress from the start
+            results = search_all(split, settings=train, runner=runner)
+            chosen = best_candidate(results)
+            best = results[chosen]
+            # The refit on every day runs while the candidates are logged.
+            final_fit = (
+                start_final_fit(transactions, candidate=chosen, params=best.best.params, settings=train,
+                                runner=runner)
+                if train.refit_on_all_days else lambda: best.model
+            )
+            for candidate, result in results.items():
+                with mlflow.start_run(run_name=candidate, nested=True):
+                    mlflow.set_tags(lineage.tags())
+                    mlflow.log_input(dataset, context="training")
+                    _log_candidate(result)
+            _log_candidate(best)
+            mlflow.set_tag("chosen_candidate", chosen)
+            final_model = final_fit()
         fitted_days = split.training_days + (split.holdout_days if train.refit_on_all_days else [])
         model_version = _log_and_register(
             final_model, split.training_window, best, lineage, registry, train,

@@ -12,13 +12,18 @@ before it; the held-out days are only measured.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
+from pyspark import inheritable_thread_target
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -32,13 +37,22 @@ from pipelines.evaluation import (
     binary_metrics,
     score_counts,
 )
-from pipelines.model import ENSEMBLE, build_pipeline, check_candidate, check_ensemble_members, fraud_probability
+from pipelines.model import (
+    ENSEMBLE,
+    build_pipeline,
+    check_candidate,
+    check_ensemble_members,
+    compose_ensemble,
+    fraud_probability,
+    pipeline_members,
+)
 from pipelines.schema import EVENT_TS, FEATURE_COLS, TRANSACTION_ID, TXN_DATE
 
 log = logging.getLogger(__name__)
 
 CLASS_WEIGHTINGS = ("balanced", "none")
 WEIGHT_COL = "class_weight"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,8 @@ class CandidateResult:
     holdout_metrics: dict[str, float]
     holdout_curve: ScoreCurve
     model: PipelineModel
+    # The best point's model of each validation fold (what an ensemble of it reuses).
+    fold_models: list[PipelineModel] = field(default_factory=list)
 
 
 def check_train_settings(settings: TrainSettings) -> None:
@@ -103,6 +119,8 @@ def check_train_settings(settings: TrainSettings) -> None:
         raise ConfigError(f"unknown class_weighting {settings.class_weighting!r}; known: {list(CLASS_WEIGHTINGS)}")
     if settings.fit_partitions < 1:
         raise ConfigError(f"fit_partitions must be at least 1, got {settings.fit_partitions}")
+    if settings.parallel_fits < 1:
+        raise ConfigError(f"parallel_fits must be at least 1, got {settings.parallel_fits}")
     if settings.normal_weight <= 0:
         raise ConfigError(f"normal_weight must be positive, got {settings.normal_weight}")
     for candidate, grid in settings.candidates.items():
@@ -236,34 +254,188 @@ def metrics_of(curve: ScoreCurve, threshold: float, settings: TrainSettings, pre
     )
 
 
-def search_candidate(
-    split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings
-) -> CandidateResult:
-    """Fit every grid point on every fold, keep the best by mean validation AUC-PR, measure it.
+def _varying(grid: Mapping[str, list[Any]], params: Mapping[str, Any]) -> str:
+    """The params that tell this grid point from the others (``maxDepth=10``), for progress lines."""
+    return " ".join(f"{name}={params[name]}" for name in sorted(grid) if len(grid[name]) > 1)
 
-    The threshold is chosen by the policy on the best point's validation scores (all folds,
-    real class balance); the best point is refit on the whole training window and measured
-    on the held-out days at that threshold, with a bootstrap 95% interval of its AUC-PR.
+
+class FitRunner:
+    """Runs fits, ``parallel`` at a time on threads sharing the one SparkContext, and logs progress.
+
+    Spark takes jobs from several threads at once; a fit's result does not depend on what runs
+    beside it (its rows come in the same parts in the same order), so the search chooses the
+    same as one fit after another. With ``parallel == 1`` each fit runs at once in the calling
+    thread, the sequential baseline. Each finished fit logs a line such as
+    ``search: fit 7/25 done (random_forest maxDepth=10 fold 2, 41 s), ~3 min left``; the
+    estimate is the mean time of the fits done of the same candidate (else of any), times the
+    fits left, over ``parallel``.
+
+    ``clock`` gives seconds (``time.monotonic``): it times the fits, it dates nothing.
+
+    Example::
+
+        with FitRunner(parallel=2, clock=time.monotonic) as runner:
+            runner.expect(["random_forest"] * 2)
+            futures = [runner.submit("random_forest", f"fold {k}", task) for k in (1, 2)]
+            models = [future.result() for future in futures]
     """
-    points = []
-    for params in grid_points(grid):
-        curves = [
-            curve_of(fit(fold.fit, candidate=candidate, params=params, settings=settings), fold.validation,
-                     label_col=settings.label_col)
-            for fold in split.folds
+
+    def __init__(self, *, parallel: int, clock: Callable[[], float]) -> None:
+        if parallel < 1:
+            raise ConfigError(f"parallel_fits must be at least 1, got {parallel}")
+        self.parallel = parallel
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[str] = []  # the candidate of each fit expected and not yet done
+        self._durations: dict[str, list[float]] = {}
+        self._done = 0
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="fit") if parallel > 1 else None
+
+    def __enter__(self) -> FitRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def expect(self, candidates: Sequence[str], *, instead_of: str | None = None) -> None:
+        """Count fits to come (one candidate name each) in the total and the estimate, in place
+        of one announced as ``instead_of`` when it was (a fit whose candidate was not known yet)."""
+        with self._lock:
+            if instead_of is not None and instead_of in self._pending:
+                self._pending.remove(instead_of)
+            self._pending.extend(candidates)
+
+    def submit(self, candidate: str, label: str, task: Callable[[], T], *, counted: bool = True) -> Future[T]:
+        """Run ``task`` (one fit and what is measured with it) now or on a free thread; one not
+        ``counted`` (no fit, e.g. scoring a model made of others) is left out of the progress."""
+        timed = self._timed(candidate, label, task) if counted else task
+        if self._pool is None:
+            future: Future[T] = Future()
+            future.set_result(timed())  # an error stops the search here, as it always did
+            return future
+        # Carries the caller's Spark local properties (job group, scheduler pool) into the thread.
+        return self._pool.submit(inheritable_thread_target(timed))
+
+    def _timed(self, candidate: str, label: str, task: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            started = self._clock()
+            result = task()
+            self._finished(candidate, label, self._clock() - started)
+            return result
+        return run
+
+    def _finished(self, candidate: str, label: str, seconds: float) -> None:
+        with self._lock:
+            if candidate in self._pending:
+                self._pending.remove(candidate)
+            self._durations.setdefault(candidate, []).append(seconds)
+            self._done += 1
+            done, total = self._done, self._done + len(self._pending)
+            left = self._seconds_left()
+        log.info("search: fit %d/%d done (%s %s, %.0f s), %s", done, total, candidate, label, seconds,
+                 _time_left(left) if done < total else "all done")
+
+    def _seconds_left(self) -> float:
+        every = [seconds for durations in self._durations.values() for seconds in durations]
+        overall = sum(every) / len(every)
+        estimates = [
+            sum(self._durations[candidate]) / len(self._durations[candidate])
+            if candidate in self._durations else overall
+            for candidate in self._pending
         ]
-        point = SearchPoint(candidate, params, curves)
-        log.info("search: %s %s: validation AUC-PR %.4f", candidate, params, point.validation_auc_pr)
+        return sum(estimates) / self.parallel
+
+
+def _time_left(seconds: float) -> str:
+    if seconds < 60:
+        return f"~{max(seconds, 1):.0f} s left"
+    return f"~{seconds / 60:.0f} min left"
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """A fit and the score curve it was measured by (validation fold or held-out days)."""
+
+    model: PipelineModel
+    curve: ScoreCurve
+
+
+def _fit_and_measure(rows: DataFrame, measured_on: DataFrame, *, candidate: str, params: Mapping[str, Any],
+                     settings: TrainSettings) -> _Fitted:
+    model = fit(rows, candidate=candidate, params=params, settings=settings)
+    return _Fitted(model, curve_of(model, measured_on, label_col=settings.label_col))
+
+
+def _measure_only(model: PipelineModel, measured_on: DataFrame, *, settings: TrainSettings) -> _Fitted:
+    return _Fitted(model, curve_of(model, measured_on, label_col=settings.label_col))
+
+
+@dataclass(frozen=True)
+class _Search:
+    """One candidate's search under way: per grid point, per fold, the fit to come."""
+
+    candidate: str
+    grid: Mapping[str, list[Any]]
+    points: list[dict[str, Any]]
+    folds: list[list[Future[_Fitted]]]
+
+
+def _fits_of(split: TimeSplit, candidate: str, grid: Mapping[str, list[Any]]) -> list[str]:
+    """The fits a candidate's search makes (its name once each): every point on every fold, then
+    the best one on the training window."""
+    return [candidate] * (len(grid_points(grid)) * len(split.folds) + 1)
+
+
+def _start_search(split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings,
+                  runner: FitRunner) -> _Search:
+    """Submit every grid point's fit on every fold; the results come as the runner gets to them.
+    The fits must have been announced to ``runner`` (:meth:`FitRunner.expect`)."""
+    points = grid_points(grid)
+    folds = [
+        [
+            runner.submit(candidate, f"{_varying(grid, params)} fold {number}".strip(), functools.partial(
+                _fit_and_measure, fold.fit, fold.validation, candidate=candidate, params=params, settings=settings))
+            for number, fold in enumerate(split.folds, start=1)
+        ]
+        for params in points
+    ]
+    return _Search(candidate, grid, points, folds)
+
+
+def _finish_search(split: TimeSplit, search: _Search, *, settings: TrainSettings,
+                   runner: FitRunner) -> Callable[[], CandidateResult]:
+    """Rank the grid points once their folds are fitted, submit the best one's fit on the training
+    window; the returned function waits for that fit and measures it."""
+    points = []
+    fold_models: list[list[PipelineModel]] = []
+    for params, futures in zip(search.points, search.folds, strict=True):
+        fitted = [future.result() for future in futures]
+        point = SearchPoint(search.candidate, params, [one.curve for one in fitted])
+        log.info("search: %s %s: validation AUC-PR %.4f", search.candidate, params, point.validation_auc_pr)
         points.append(point)
-    best = max(points, key=lambda point: point.validation_auc_pr)
+        fold_models.append([one.model for one in fitted])
+    best_index = max(range(len(points)), key=lambda index: points[index].validation_auc_pr)
+    best = points[best_index]
+    window = runner.submit(
+        search.candidate, f"{_varying(search.grid, best.params)} training window".strip(), functools.partial(
+            _fit_and_measure, split.training_window, split.holdout, candidate=search.candidate, params=best.params,
+            settings=settings))
+    return functools.partial(_measured, best, points, fold_models[best_index], window, settings=settings)
+
+
+def _measured(best: SearchPoint, points: list[SearchPoint], fold_models: list[PipelineModel],
+              window: Future[_Fitted], *, settings: TrainSettings) -> CandidateResult:
     validation_curve = best.validation_curve
     threshold = settings.threshold.choose(validation_curve.with_normal_weight(settings.normal_weight))
-    model = fit(split.training_window, candidate=candidate, params=best.params, settings=settings)
-    holdout_curve = curve_of(model, split.holdout, label_col=settings.label_col)
+    fitted = window.result()
     validation_metrics = metrics_of(validation_curve, threshold, settings, prefix="val_")
     validation_metrics["val_auc_pr"] = best.validation_auc_pr  # the mean over folds, as ranked
-    holdout_metrics = metrics_of(holdout_curve, threshold, settings)
-    low, high = average_precision_interval(holdout_curve, seed=settings.seed)
+    holdout_metrics = metrics_of(fitted.curve, threshold, settings)
+    low, high = average_precision_interval(fitted.curve, seed=settings.seed)
     holdout_metrics.update(auc_pr_ci95_low=low, auc_pr_ci95_high=high)
     return CandidateResult(
         best=best,
@@ -271,20 +443,117 @@ def search_candidate(
         threshold=threshold,
         validation_metrics=validation_metrics,
         holdout_metrics=holdout_metrics,
-        holdout_curve=holdout_curve,
-        model=model,
+        holdout_curve=fitted.curve,
+        model=fitted.model,
+        fold_models=fold_models,
     )
 
 
-def search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings
-                    ) -> CandidateResult:
+def search_candidate(
+    split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings,
+    runner: FitRunner | None = None,
+) -> CandidateResult:
+    """Fit every grid point on every fold, keep the best by mean validation AUC-PR, measure it.
+
+    The threshold is chosen by the policy on the best point's validation scores (all folds,
+    real class balance); the best point is refit on the whole training window and measured
+    on the held-out days at that threshold, with a bootstrap 95% interval of its AUC-PR.
+    Without a ``runner``, the fits run one after another.
+    """
+    if runner is None:
+        with FitRunner(parallel=1, clock=time.monotonic) as sequential:
+            return search_candidate(split, candidate=candidate, grid=grid, settings=settings, runner=sequential)
+    runner.expect(_fits_of(split, candidate, grid))
+    search = _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner)
+    return _finish_search(split, search, settings=settings, runner=runner)()
+
+
+def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner) -> dict[str, CandidateResult]:
+    """Search every candidate of ``settings``, then the ensemble of ``ensemble_members`` if any.
+
+    Every fold fit of every candidate is submitted first, so that ``runner`` keeps its threads
+    busy across candidates; each candidate is then ranked and refit on the training window.
+    The results are those of searching the candidates one after another, in the config's order.
+    """
+    for candidate, grid in settings.candidates.items():
+        runner.expect(_fits_of(split, candidate, grid))
+    searches = [
+        _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner)
+        for candidate, grid in settings.candidates.items()
+    ]
+    finishing = [_finish_search(split, search, settings=settings, runner=runner) for search in searches]
+    results = {search.candidate: result() for search, result in zip(searches, finishing, strict=True)}
+    if settings.ensemble_members and not settings.reuse_member_fits:
+        runner.expect(_fits_of(split, ENSEMBLE, {"members": [settings.ensemble_members]}))
+    if settings.ensemble_members:
+        results[ENSEMBLE] = _search_ensemble(split, results, settings=settings, runner=runner, announced=True)
+    return results
+
+
+def search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
+                    runner: FitRunner | None = None) -> CandidateResult:
     """The members' fraud probabilities averaged, each member with the parameters its search chose.
 
     Validated, thresholded and measured exactly like a single candidate, so the search can
-    pick it, or not, by the same validation AUC-PR.
+    pick it, or not, by the same validation AUC-PR. With ``reuse_member_fits`` its fold and
+    window models are made of the members' own (:func:`compose_ensemble`), which are what
+    fitting the ensemble's pipeline on the same rows would fit again; otherwise it is fitted.
     """
+    if runner is None:
+        with FitRunner(parallel=1, clock=time.monotonic) as sequential:
+            return _search_ensemble(split, results, settings=settings, runner=sequential, announced=False)
+    return _search_ensemble(split, results, settings=settings, runner=runner, announced=False)
+
+
+def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
+                     runner: FitRunner, announced: bool) -> CandidateResult:
     members = {member: results[member].best.params for member in settings.ensemble_members}
-    return search_candidate(split, candidate=ENSEMBLE, grid={"members": [members]}, settings=settings)
+    grid = {"members": [members]}
+    if not settings.reuse_member_fits:
+        if not announced:
+            runner.expect(_fits_of(split, ENSEMBLE, grid))
+        search = _start_search(split, candidate=ENSEMBLE, grid=grid, settings=settings, runner=runner)
+        return _finish_search(split, search, settings=settings, runner=runner)()
+    fold_models = [
+        compose_ensemble({member: results[member].fold_models[index] for member in members})
+        for index in range(len(split.folds))
+    ]
+    window_model = compose_ensemble({member: results[member].model for member in members})
+    folds = [
+        runner.submit(ENSEMBLE, f"fold {number} (members reused)", functools.partial(
+            _measure_only, model, fold.validation, settings=settings), counted=False)
+        for number, (model, fold) in enumerate(zip(fold_models, split.folds, strict=True), start=1)
+    ]
+    window = runner.submit(ENSEMBLE, "training window (members reused)", functools.partial(
+        _measure_only, window_model, split.holdout, settings=settings), counted=False)
+    best = SearchPoint(ENSEMBLE, {"members": members}, [future.result().curve for future in folds])
+    log.info("search: %s %s: validation AUC-PR %.4f", ENSEMBLE, best.params, best.validation_auc_pr)
+    return _measured(best, [best], fold_models, window, settings=settings)
+
+
+# How the refit on every day is announced to a FitRunner before its candidate is known.
+FINAL_FIT = "final refit"
+
+
+def start_final_fit(rows: DataFrame, *, candidate: str, params: Mapping[str, Any], settings: TrainSettings,
+                    runner: FitRunner) -> Callable[[], PipelineModel]:
+    """Submit the fit of ``candidate`` with ``params`` on ``rows``; the returned function waits for
+    the model. With ``reuse_member_fits`` an ensemble's members are fitted side by side and
+    composed (:func:`compose_ensemble`: the same model as fitting its pipeline). The fits take
+    the place of one announced as :data:`FINAL_FIT`, if it was."""
+    if candidate != ENSEMBLE or not settings.reuse_member_fits:
+        runner.expect([candidate], instead_of=FINAL_FIT)
+        future = runner.submit(candidate, "all days", functools.partial(
+            fit, rows, candidate=candidate, params=params, settings=settings))
+        return future.result
+    members = pipeline_members(candidate, params)
+    runner.expect(list(members), instead_of=FINAL_FIT)
+    futures = {
+        member: runner.submit(member, "all days (ensemble member)", functools.partial(
+            fit, rows, candidate=member, params=member_params, settings=settings))
+        for member, member_params in members.items()
+    }
+    return lambda: compose_ensemble({member: future.result() for member, future in futures.items()})
 
 
 def best_candidate(results: Mapping[str, CandidateResult]) -> str:

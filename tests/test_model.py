@@ -20,13 +20,14 @@ from pipelines.model import (
     build_pipeline,
     check_candidate,
     check_ensemble_members,
+    compose_ensemble,
     fraud_probability,
     pipeline_members,
 )
 from pipelines.registry import configure_mlflow
 from pipelines.schema import FEATURE_COLS
 from pipelines.tracking import _model_requirements
-from pipelines.training import check_train_settings, grid_points
+from pipelines.training import check_train_settings, curve_of, grid_points
 
 
 def test_trees_take_the_assembled_features_as_they_are(spark):
@@ -112,6 +113,38 @@ def test_an_ensemble_scores_the_mean_of_its_members_probabilities(spark, setting
     reloaded = mlflow.spark.load_model(info.model_uri).transform(rows)
     assert_df_equality(reloaded.select("id", fraud_probability()), scored.select("id", fraud_probability()),
                        ignore_row_order=True)
+
+
+def test_an_ensemble_made_of_its_fitted_members_scores_as_fitting_the_ensemble_would(spark):
+    members = {"logistic_regression": {"regParam": 0.1}, "random_forest": {"numTrees": 5, "maxDepth": 3},
+               "xgboost": {"n_estimators": 5, "max_depth": 2}}
+    source_df = two_class_rows(spark).cache()
+    fitted = build_pipeline(candidate=ENSEMBLE, params={"members": members}, feature_cols=FEATURE_COLS,
+                            label_col="Class").fit(source_df)
+    each_alone = {
+        member: build_pipeline(candidate=member, params=params, feature_cols=FEATURE_COLS,
+                               label_col="Class").fit(source_df)
+        for member, params in members.items()
+    }
+
+    composed = compose_ensemble(each_alone)
+
+    assert [type(stage) for stage in composed.stages] == [type(stage) for stage in fitted.stages]
+    # Each member's fraud probability (what the mean takes); the vectors' other element, 1 - p,
+    # may differ in its last bit between two transforms of the same logistic regression.
+    member_probabilities = [vector_to_array(f"{member}_probability")[1].alias(member) for member in members]
+    expected_df = fitted.transform(source_df).select("id", fraud_probability(), *member_probabilities, "prediction")
+    actual_df = composed.transform(source_df).select("id", fraud_probability(), *member_probabilities, "prediction")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True)
+    expected_curve = curve_of(fitted, source_df, label_col="Class")
+    actual_curve = curve_of(composed, source_df, label_col="Class")
+    assert len(expected_curve.thresholds) > 2
+    assert actual_curve.thresholds.tolist() == expected_curve.thresholds.tolist()
+    assert actual_curve.true_positives.tolist() == expected_curve.true_positives.tolist()
+    assert actual_curve.false_positives.tolist() == expected_curve.false_positives.tolist()
+    # The members' own models still score under their own column names.
+    assert "probability" in each_alone["random_forest"].transform(source_df).columns
+    source_df.unpersist()
 
 
 @pytest.mark.parametrize("members, message", [

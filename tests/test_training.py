@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from dataclasses import replace
 from datetime import date, datetime, timezone
 
@@ -9,10 +12,18 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.errors import NoDataError
+from pipelines.model import ENSEMBLE
 from pipelines.tables import read_csv_as_strings
-from pipelines.training import search_candidate, split_by_time, spread_for_fitting, with_class_weight
+from pipelines.training import (
+    FitRunner,
+    search_all,
+    search_candidate,
+    split_by_time,
+    spread_for_fitting,
+    with_class_weight,
+)
 from pipelines.transactions import prepare_transactions
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import SAMPLE_CSV, settings_in
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +93,72 @@ def test_spread_rows_land_in_the_same_parts_in_the_same_order_however_they_came(
         parts.setdefault(row.part, []).append(row.transaction_id)
     assert len(parts) == 3
     assert all(ids == sorted(ids) for ids in parts.values())
+
+
+SEARCHED = {"logistic_regression": {"regParam": [0.01, 0.1]}, "random_forest": {"numTrees": [10], "maxDepth": [3, 5]}}
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _search(transactions, settings, *, parallel_fits: int, reuse_member_fits: bool):
+    train = replace(settings.train, candidates=SEARCHED, ensemble_members=tuple(SEARCHED),
+                    parallel_fits=parallel_fits, reuse_member_fits=reuse_member_fits)
+    split = split_by_time(spread_for_fitting(transactions, 2), holdout_days=1, validation_fraction=0.4,
+                          validation_folds=2, label_col="Class")
+    handler = _Lines()
+    logger = logging.getLogger("pipelines.training")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with FitRunner(parallel=parallel_fits, clock=time.monotonic) as runner:
+            return search_all(split, settings=train, runner=runner), handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def searched(transactions, tmp_path_factory):
+    settings = settings_in(tmp_path_factory.mktemp("search"))
+    sequential = _search(transactions, settings, parallel_fits=1, reuse_member_fits=False)
+    parallel = _search(transactions, settings, parallel_fits=2, reuse_member_fits=True)
+    return {"sequential": sequential, "parallel": parallel}
+
+
+def test_a_parallel_search_reusing_member_fits_chooses_and_measures_as_the_sequential_one(searched):
+    expected, _ = searched["sequential"]
+    actual, _ = searched["parallel"]
+    assert list(actual) == list(expected) == ["logistic_regression", "random_forest", ENSEMBLE]
+    for candidate, expected_result in expected.items():
+        result = actual[candidate]
+        assert [point.params for point in result.points] == [point.params for point in expected_result.points]
+        assert ([point.validation_auc_pr for point in result.points]
+                == [point.validation_auc_pr for point in expected_result.points])
+        assert result.best.params == expected_result.best.params
+        assert result.threshold == expected_result.threshold
+        assert result.validation_metrics == expected_result.validation_metrics
+        assert result.holdout_metrics == expected_result.holdout_metrics
+
+
+def test_the_search_logs_each_fit_done_with_the_fits_left_and_an_estimate(searched):
+    results, lines = searched["parallel"]
+    progress = [line for line in lines if line.startswith("search: fit ")]
+    # 2 points x 2 folds + the training window, for each candidate; the ensemble reuses them.
+    assert len(progress) == 10
+    pattern = re.compile(r"search: fit (\d+)/10 done \((\S+) (.*), (\d+) s\), (~\d+ (s|min) left|all done)")
+    matches = [pattern.fullmatch(line) for line in progress]
+    assert all(matches), progress
+    assert sorted(int(match[1]) for match in matches) == list(range(1, 11))
+    assert progress[-1].endswith("all done")
+    labels = {f"{match[2]} {match[3]}" for match in matches}
+    chosen_depth = results["random_forest"].best.params["maxDepth"]
+    assert {"random_forest maxDepth=5 fold 2", "logistic_regression regParam=0.1 fold 1",
+            f"random_forest maxDepth={chosen_depth} training window"} <= labels
