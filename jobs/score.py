@@ -38,7 +38,6 @@ from pipelines.scoring import ModelRef, score
 from pipelines.session import get_spark
 from pipelines.tables import (
     current_version,
-    days_present,
     enable_change_feed,
     read_version,
     replace_days,
@@ -77,16 +76,16 @@ def run(
     source_path = settings.tables.transactions_path
     version = current_version(spark, source_path) if source_version is None else source_version
     transactions = read_version(spark, source_path, version)
-    missing = sorted(set(days) - days_present(transactions, days[0], days[-1]))
+    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
+    source = f"{source_path} version {version}, {_days_text(days)}"
+    log.info("score: checking the rows of %s", source)
+    present = check_model_input(day_rows, source=source)
+    missing = sorted(set(days) - set(present))
     if missing:
         raise NoDataError(
             f"no transactions on {', '.join(d.isoformat() for d in missing)} in {source_path} "
             f"(version {version}); nothing was scored"
         )
-    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
-    source = f"{source_path} version {version}, {_days_text(days)}"
-    log.info("score: checking the rows of %s", source)
-    check_model_input(day_rows, source=source)
     if model is None:
         model = load_scorer(model_ref, settings.score.engine)
     engine = "portable" if isinstance(model, PortableModel) else "spark"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pyarrow as pa
@@ -71,27 +72,46 @@ def check_model_columns(rows: DataFrame, *, source: str, feature_cols: Sequence[
         )
 
 
-def unscorable_rows(rows: DataFrame, feature_cols: Sequence[str] = FEATURE_COLS) -> int:
-    """How many rows hold a null, NaN or infinite feature value: one pass, numpy per Arrow batch."""
+def screen_rows(rows: DataFrame, feature_cols: Sequence[str] = FEATURE_COLS) -> dict[date, tuple[int, int]]:
+    """{day: (rows, rows with a null, NaN or infinite feature)} of every day ``rows`` hold.
+
+    One pass: each task tests its Arrow batches whole with numpy and returns a count per day.
+    """
     width = len(feature_cols)
 
     def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        bad = 0
+        totals: dict[int, list[int]] = {}
         for batch in batches:
-            if batch.num_rows:
-                values = np.column_stack([column.to_numpy(zero_copy_only=False) for column in batch.columns])
-                bad += int((~np.isfinite(values.reshape(-1, width))).any(axis=1).sum())
-        yield pa.RecordBatch.from_arrays([pa.array([bad], type=pa.int64())], names=["bad"])
+            if not batch.num_rows:
+                continue
+            values = np.column_stack([batch.column(i + 1).to_numpy(zero_copy_only=False) for i in range(width)])
+            bad = (~np.isfinite(values.reshape(-1, width))).any(axis=1)
+            days = batch.column(0).cast(pa.int32()).to_numpy(zero_copy_only=False)  # days since 1970-01-01
+            for day in np.unique(days):
+                on_day = days == day
+                total = totals.setdefault(int(day), [0, 0])
+                total[0] += int(on_day.sum())
+                total[1] += int(bad[on_day].sum())
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(list(totals), type=pa.int32()).cast(pa.date32()), pa.array([t[0] for t in totals.values()], type=pa.int64()),
+             pa.array([t[1] for t in totals.values()], type=pa.int64())], names=["day", "rows", "bad"])
 
-    doubles = rows.select(*[F.col(column).cast("double").alias(f"f{i}") for i, column in enumerate(feature_cols)])
-    return sum(row["bad"] for row in doubles.mapInArrow(count, "bad long").collect())
+    doubles = [F.col(column).cast("double").alias(f"f{i}") for i, column in enumerate(feature_cols)]
+    columns = rows.select(F.col(TXN_DATE), *doubles)
+    found: dict[date, tuple[int, int]] = {}
+    for row in columns.mapInArrow(count, "day date, rows long, bad long").collect():
+        before = found.get(row["day"], (0, 0))
+        found[row["day"]] = (before[0] + row["rows"], before[1] + row["bad"])
+    return found
 
 
-def check_model_input(rows: DataFrame, *, source: str, feature_cols: Sequence[str] = FEATURE_COLS) -> None:
-    """Raise :class:`ModelInputError` unless every row can be scored; return None otherwise.
+def check_model_input(rows: DataFrame, *, source: str, feature_cols: Sequence[str] = FEATURE_COLS
+                      ) -> dict[date, int]:
+    """Raise :class:`ModelInputError` unless every row can be scored; otherwise return the rows
+    of each day there is (the same pass: a day that is not there has no key).
 
     A missing feature column, or one whose type is not a number (a string, a boolean), is
-    refused from the schema alone. Otherwise :func:`unscorable_rows` counts the bad rows; if
+    refused from the schema alone. Otherwise :func:`screen_rows` counts the bad rows; if
     there are any, one aggregation counts, per column, the null, NaN and infinite values and
     picks the smallest ``transaction_id`` among the bad rows; the error names each bad column,
     how many rows, and that transaction.
@@ -104,8 +124,9 @@ def check_model_input(rows: DataFrame, *, source: str, feature_cols: Sequence[st
         check_model_input(day_rows, source="lake/transactions version 7, 2013-09-01")
     """
     check_model_columns(rows, source=source, feature_cols=feature_cols)
-    if unscorable_rows(rows, feature_cols) == 0:
-        return
+    screened = screen_rows(rows, feature_cols)
+    if not any(bad for _, bad in screened.values()):
+        return {day: count for day, (count, _) in screened.items()}
     types = {field.name: field.dataType for field in rows.schema.fields}
     kinds = {column: _bad_kind(column, isinstance(types[column], DoubleType | FloatType)) for column in feature_cols}
     aggregates = []

@@ -31,7 +31,7 @@ def frame(spark, rows, schema=SCHEMA) -> DataFrame:
 
 def test_rows_the_model_can_take_pass(spark):
     source_df = frame(spark, [("a", DAY1, -1.5, 0.0), ("b", DAY1, 1e300, 12.5)])
-    assert check_model_input(source_df, source="test", feature_cols=FEATURES) is None
+    assert check_model_input(source_df, source="test", feature_cols=FEATURES) == {DAY1: 2}
 
 
 @pytest.mark.parametrize(
