@@ -96,7 +96,8 @@ def test_an_unknown_section_is_refused(tmp_path):
 
 def test_the_score_engine_is_portable_by_default_and_an_unknown_one_is_refused(tmp_path):
     assert load_settings("local").score.engine == "portable"
-    assert load_settings(local_config_with(tmp_path, ('engine = "portable"', 'engine = "spark"'))).score.engine == "spark"
+    spark_engine = local_config_with(tmp_path, ('engine = "portable"', 'engine = "spark"'))
+    assert load_settings(spark_engine).score.engine == "spark"
     path = local_config_with(tmp_path, ('engine = "portable"', 'engine = "onnx"'))
     with pytest.raises(ConfigError, match=r"\[score\] engine: .*'portable'.*'spark'"):
         load_settings(path)
