@@ -4,12 +4,14 @@
 
 Bad input (a missing column, a value that is not a finite number, a damaged or unreadable
 file) stops the job before anything is written. Ingesting the same rows again inserts nothing.
-Columns beyond the dataset's are accepted, named in the log, and not stored.
+Columns beyond the dataset's are accepted, named in the log, and not stored. The file is read
+once: its rows are checked as they are read and kept on local disk until they are written.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,33 +21,44 @@ from pyspark.sql import SparkSession
 from pipelines.cli import job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.session import get_spark
-from pipelines.tables import insert_new_transactions, read_csv_as_strings, reading_input
-from pipelines.transactions import check_raw_values, prepare_transactions
+from pipelines.tables import (
+    insert_new_transactions,
+    persisted,
+    read_csv_as_strings,
+    read_csv_with_schema,
+    reading_input,
+)
+from pipelines.transactions import check_header, check_values, numeric_schema, prepare_checked_numbers
 
 
 def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at: datetime) -> int:
     """Ingest one file; return how many new rows it added."""
+    started = time.perf_counter()
+    table = settings.tables.transactions_path
     with reading_input(input_path):
-        raw = read_csv_as_strings(spark, input_path)
-        summary = check_raw_values(raw, source=input_path, start=settings.ingest.start)
-        prepared = prepare_transactions(
-            raw, start=settings.ingest.start, source_file=Path(input_path).name, ingested_at=ingested_at
-        )
-        commit = insert_new_transactions(
-            spark, prepared, settings.tables.transactions_path,
-            first_day=summary.first_day, last_day=summary.last_day,
-        )
+        raw = read_csv_as_strings(spark, input_path)  # reads the header only
+        check_header(raw.columns, source=input_path)
+        log.info("ingest: reading and checking %s ...", input_path)
+        with persisted(read_csv_with_schema(spark, input_path, numeric_schema(raw.columns))) as numbers:
+            summary = check_values(numbers, raw, source=input_path, start=settings.ingest.start)
+            log.info("ingest: %d rows checked, %s..%s (%.1f s); writing the new ones into %s ...",
+                     summary.rows, summary.first_day, summary.last_day, time.perf_counter() - started, table)
+            prepared = prepare_checked_numbers(numbers, start=settings.ingest.start,
+                                               source_file=Path(input_path).name, ingested_at=ingested_at)
+            commit = insert_new_transactions(spark, prepared, table,
+                                             first_day=summary.first_day, last_day=summary.last_day)
     if summary.extra_columns:
         # Not an error (the dataset's columns are all there), but a renamed column upstream
         # would show up here first.
         log.warning("ingest: %s has column(s) outside the dataset's format, not ingested: %s",
                     input_path, ", ".join(summary.extra_columns))
     log.info(
-        "ingest: %s: %d rows covering %s..%s; %d new, %d already in %s (%s)%s",
+        "ingest: %s: %d rows covering %s..%s; %d new, %d already in %s (%s)%s; %.1f s",
         input_path, summary.rows, summary.first_day, summary.last_day,
-        commit.rows, summary.rows - commit.rows, settings.tables.transactions_path,
+        commit.rows, summary.rows - commit.rows, table,
         "unchanged" if commit.version is None else f"version {commit.version}",
         f"; ignored column(s): {', '.join(summary.extra_columns)}" if summary.extra_columns else "",
+        time.perf_counter() - started,
     )
     return commit.rows
 

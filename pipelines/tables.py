@@ -25,9 +25,11 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
+from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from pipelines.errors import InvalidArgumentError, NoDataError, UnreadableInputError
 from pipelines.schema import TRANSACTION_ID, TXN_DATE
@@ -44,6 +46,26 @@ def read_csv_as_strings(spark: SparkSession, path: str) -> DataFrame:
         return spark.read.option("header", True).option("mode", "PERMISSIVE").csv(path)
     except AnalysisException as exc:
         raise InvalidArgumentError(f"cannot read input {path}: {exc.getMessage()}") from exc
+
+
+def read_csv_with_schema(spark: SparkSession, path: str, schema: StructType) -> DataFrame:
+    """Read a CSV file with a header, its columns (by position) as ``schema`` says; a value that
+    does not parse as its column's type reads as null."""
+    return spark.read.option("header", True).option("mode", "PERMISSIVE").schema(schema).csv(path)
+
+
+@contextmanager
+def persisted(df: DataFrame) -> Iterator[DataFrame]:
+    """``df``, kept on local disk after the first action computes it, so later actions read it
+    there instead of computing it again (a file is read once); dropped on leaving the block.
+
+    Disk, not memory: the driver's memory does not grow with the file.
+    """
+    kept = df.persist(StorageLevel.DISK_ONLY)
+    try:
+        yield kept
+    finally:
+        kept.unpersist()
 
 
 @contextmanager

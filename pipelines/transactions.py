@@ -1,17 +1,21 @@
 """From the dataset's CSV rows to rows of the ``transactions`` table.
 
-The steps are pure ``DataFrame -> DataFrame`` functions; :func:`check_raw_values` is the one
-place that runs a Spark action, to refuse a bad file before anything is written.
+The steps are pure ``DataFrame -> DataFrame`` functions; :func:`check_values` (on the file read
+with :func:`numeric_schema`, the job's one pass over it) and :func:`check_raw_values` (on the
+file read as strings) are the places that run a Spark action, to refuse a bad file before
+anything is written.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pipelines.clock import as_utc
 from pipelines.errors import NoDataError, SchemaError
@@ -39,16 +43,15 @@ def max_time_seconds(start: datetime) -> float:
     return (LAST_EVENT_TS - as_utc(start)).total_seconds()
 
 
-def _value_problem(column: str, *, max_time: float) -> Column:
-    """True where the raw string of ``column`` is not an acceptable value for it.
+def _number_problem(column: str, number: Column, *, max_time: float) -> Column:
+    """True where ``number``, the value of ``column`` read as a double (null: not a number),
+    is not an acceptable value for it.
 
     Every value must be a finite number (``Infinity`` and ``1e999`` parse as doubles, but no
     model or metric can use them); ``Class`` 0 or 1 (``1.0`` is 1); ``Time`` and ``Amount`` not
     negative, and ``Time`` small enough that its event time is a valid timestamp.
     """
-    raw = F.trim(F.col(column))
-    number = raw.try_cast("double")
-    bad = raw.isNull() | (raw == "") | number.isNull() | F.isnan(number) | (F.abs(number) == F.lit(float("inf")))
+    bad = number.isNull() | F.isnan(number) | (F.abs(number) == F.lit(float("inf")))
     if column == LABEL_COL:
         bad = bad | ~number.isin(0.0, 1.0)
     elif column == "Time":
@@ -56,6 +59,38 @@ def _value_problem(column: str, *, max_time: float) -> Column:
     elif column == "Amount":
         bad = bad | (number < 0)
     return bad
+
+
+def _value_problem(column: str, *, max_time: float) -> Column:
+    """True where the raw string of ``column`` is not an acceptable value for it (see
+    :func:`_number_problem`)."""
+    raw = F.trim(F.col(column))
+    return raw.isNull() | (raw == "") | _number_problem(column, raw.try_cast("double"), max_time=max_time)
+
+
+def check_header(columns: Sequence[str], *, source: str) -> None:
+    """Check a CSV file's header: UTF-8 text, and every column of :data:`RAW_COLS` there.
+
+    :raises SchemaError: a header that is not UTF-8 text, or a missing column.
+    """
+    if any(_NOT_TEXT.search(column) for column in columns):
+        raise SchemaError(
+            f"{source} is not UTF-8 text in the dataset's CSV format (its header reads "
+            f"{','.join(columns)[:80]!r}): check the file's encoding"
+        )
+    require_columns(columns, RAW_COLS, source=source)
+
+
+def numeric_schema(columns: Sequence[str]) -> StructType:
+    """The schema to read a CSV file whose header is ``columns`` with: the dataset's columns as
+    doubles, any other column as a string, in the file's order (a CSV schema goes by position).
+
+    A value that is not a number reads as null, which :func:`check_values` refuses. The CSV
+    reader parses a double as a cast from a string does (Java's ``Double.parseDouble``), so a
+    value reads as the same double either way and the ids do not depend on the path.
+    """
+    return StructType([StructField(column, DoubleType() if column in RAW_COLS else StringType())
+                       for column in columns])
 
 
 def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawFileSummary:
@@ -70,12 +105,7 @@ def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawF
         naming each bad column, how many rows are bad and one bad value.
     :raises NoDataError: the file has a header but no rows.
     """
-    if any(_NOT_TEXT.search(column) for column in raw_df.columns):
-        raise SchemaError(
-            f"{source} is not UTF-8 text in the dataset's CSV format (its header reads "
-            f"{','.join(raw_df.columns)[:80]!r}): check the file's encoding"
-        )
-    require_columns(raw_df.columns, RAW_COLS, source=source)
+    check_header(raw_df.columns, source=source)
     max_time = max_time_seconds(start)
     aggregates = [F.count(F.lit(1)).alias("rows"), F.min(F.col("Time").try_cast("double")).alias("min_time"),
                   F.max(F.col("Time").try_cast("double")).alias("max_time")]
@@ -97,6 +127,41 @@ def check_raw_values(raw_df: DataFrame, *, source: str, start: datetime) -> RawF
         expected = (f"finite numbers (Class 0 or 1; Time and Amount not negative; Time at most {max_time:.0f} "
                     f"seconds, so that the event time is a valid timestamp)")
         raise SchemaError(f"{source} has values that are not {expected}: " + "; ".join(problems))
+    return RawFileSummary(
+        rows=summary["rows"],
+        first_day=(as_utc(start) + timedelta(seconds=summary["min_time"])).date(),
+        last_day=(as_utc(start) + timedelta(seconds=summary["max_time"])).date(),
+        extra_columns=tuple(column for column in raw_df.columns if column not in RAW_COLS),
+    )
+
+
+def check_values(numbers_df: DataFrame, raw_df: DataFrame, *, source: str, start: datetime) -> RawFileSummary:
+    """Check a CSV file read with :func:`numeric_schema` (``numbers_df``); return its row count
+    and the days it covers.
+
+    The same checks as :func:`check_raw_values`, in one aggregation over the numbers. Only when
+    a value fails does ``raw_df``, the same file read as strings, get read (by
+    :func:`check_raw_values`) for the message, which names each bad column, how many rows are
+    bad and one bad value as written in the file.
+
+    :raises SchemaError: a header that is not UTF-8 text, a missing column, or bad values.
+    :raises NoDataError: the file has a header but no rows.
+    """
+    check_header(raw_df.columns, source=source)
+    max_time = max_time_seconds(start)
+    bad = {column: _number_problem(column, F.col(column), max_time=max_time) for column in RAW_COLS}
+    summary = numbers_df.agg(
+        F.count(F.lit(1)).alias("rows"), F.min("Time").alias("min_time"), F.max("Time").alias("max_time"),
+        *[F.sum(bad[column].cast("int")).alias(f"bad_{column}") for column in RAW_COLS],
+    ).first()
+    if not summary["rows"]:
+        raise NoDataError(f"{source} has a header but no rows")
+    bad_counts = {column: summary[f"bad_{column}"] for column in RAW_COLS if summary[f"bad_{column}"]}
+    if bad_counts:
+        check_raw_values(raw_df, source=source, start=start)
+        # Both read a value with Java's parser, so this is not expected; refuse all the same.
+        raise SchemaError(f"{source} has values that are not finite numbers in the dataset's format: "
+                          + "; ".join(f"{column}: {count} bad value(s)" for column, count in bad_counts.items()))
     return RawFileSummary(
         rows=summary["rows"],
         first_day=(as_utc(start) + timedelta(seconds=summary["min_time"])).date(),
@@ -150,15 +215,36 @@ def with_transaction_id(df: DataFrame) -> DataFrame:
 def prepare_transactions(
     raw_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime
 ) -> DataFrame:
-    """Rows of the ``transactions`` table from checked raw CSV rows.
+    """Rows of the ``transactions`` table from checked raw CSV rows (strings).
 
     Example::
 
         prepared = prepare_transactions(raw, start=datetime(2013, 9, 1), source_file="day1.csv",
                                         ingested_at=datetime.now(timezone.utc))
     """
-    typed = cast_raw_columns(raw_df)
-    enriched = with_transaction_id(with_event_time(typed, start=start))
+    return _transaction_rows(cast_raw_columns(raw_df), start=start, source_file=source_file,
+                             ingested_at=ingested_at)
+
+
+def prepare_checked_numbers(
+    numbers_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime
+) -> DataFrame:
+    """Rows of the ``transactions`` table from a file read with :func:`numeric_schema` whose
+    values :func:`check_values` accepted: the same rows (and ids) as :func:`prepare_transactions`
+    makes from the file read as strings.
+
+    Example::
+
+        prepared = prepare_checked_numbers(numbers, start=datetime(2013, 9, 1), source_file="day1.csv",
+                                           ingested_at=datetime.now(timezone.utc))
+    """
+    typed = numbers_df.select(*[F.col(column).cast("int").alias(column) if column == LABEL_COL else F.col(column)
+                                for column in RAW_COLS])
+    return _transaction_rows(typed, start=start, source_file=source_file, ingested_at=ingested_at)
+
+
+def _transaction_rows(typed_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime) -> DataFrame:
+    enriched = with_transaction_id(with_event_time(typed_df, start=start))
     return enriched.select(
         TRANSACTION_ID,
         EVENT_TS,
