@@ -93,7 +93,8 @@ def screen_rows(rows: DataFrame, feature_cols: Sequence[str] = FEATURE_COLS) -> 
                 total[0] += int(on_day.sum())
                 total[1] += int(bad[on_day].sum())
         yield pa.RecordBatch.from_arrays(
-            [pa.array(list(totals), type=pa.int32()).cast(pa.date32()), pa.array([t[0] for t in totals.values()], type=pa.int64()),
+            [pa.array(list(totals), type=pa.int32()).cast(pa.date32()),
+             pa.array([t[0] for t in totals.values()], type=pa.int64()),
              pa.array([t[1] for t in totals.values()], type=pa.int64())], names=["day", "rows", "bad"])
 
     doubles = [F.col(column).cast("double").alias(f"f{i}") for i, column in enumerate(feature_cols)]
