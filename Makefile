@@ -12,7 +12,7 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo test lint ui serve bench bench-serve clean-state clean
+.PHONY: setup demo test lint ui serve bench bench-generate bench-serve clean-state clean
 
 setup: $(VENV)/.installed .jars/.fetched
 
@@ -56,8 +56,14 @@ test: setup lint $(AIRFLOW_VENV)/.installed
 	$(VENV)/bin/pytest
 	TZ=NST+3:30 $(VENV)/bin/pytest -m timezone -p no:cacheprovider -q
 
-# Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
+# Speed (issue #12): score, ingest and train against their baselines in the same run (the commit
+# before the speed work, Spark ML's transform, the scorer in one process); prints one table.
+# About an hour on 2 cores; `$(PY) benchmarks/speed.py --help` for a quicker subset.
 bench: setup
+	$(PY) benchmarks/speed.py
+
+# Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
+bench-generate: setup
 	$(PY) benchmarks/generate_ingest.py --days 10 --rows-per-day 200000
 
 # The online scoring service on 127.0.0.1:8000 ([serve] in conf/local.toml), answering with the
