@@ -1,6 +1,6 @@
 """Benchmark of issue #12: score, ingest and train against their baselines, side by side, in one run.
 
-    make bench                                    # everything below, ~45 minutes on 2 cores
+    make bench                                    # everything below, about an hour on 2 cores
     .venv/bin/python benchmarks/speed.py --scales 1 3 --skip-train     # quicker
     .venv/bin/python benchmarks/speed.py --train-rows 284808           # also the search on generated rows
 
@@ -312,9 +312,12 @@ def print_table(rows: list[Row]) -> None:
         rate = f"{row.rows / run.seconds:,.0f}" if row.rows and run.seconds else ""
         base_s = f"{base.seconds:.1f}" if base else ""
         ratio = f"{base.seconds / run.seconds:.2f}x" if base and run.seconds else ""
-        print(f"| {row.what:<44} | {row.rows:>10,} | {run.seconds:>7.1f} | {rate:>9} | {run.cores:>5.2f} | "
-              f"{run.peak_jvm_mb:>6.0f} | {run.peak_python_mb:>5.0f} | {row.baseline_name:<26} | {base_s:>7} | "
-              f"{ratio:>8} |")
+        # The warm session's parts are timed inside one process: no CPU or memory of their own.
+        cores = f"{run.cores:.2f}" if run.cpu_seconds else ""
+        jvm = f"{run.peak_jvm_mb:.0f}" if run.peak_jvm_mb else ""
+        python = f"{run.peak_python_mb:.0f}" if run.peak_python_mb else ""
+        print(f"| {row.what:<44} | {row.rows:>10,} | {run.seconds:>7.1f} | {rate:>9} | {cores:>5} | "
+              f"{jvm:>6} | {python:>5} | {row.baseline_name:<26} | {base_s:>7} | {ratio:>8} |")
     notes = [f"- {row.what}: {row.note}" for row in rows if row.note]
     if notes:
         print("\n" + "\n".join(notes))
