@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from monitor_cost import RECIPE  # the demo's recipe, one grid point per member (this folder is on the path)
+
 PROJECT = Path(__file__).resolve().parents[1]
 # The last commit before the speed work (#12): what every "baseline" job runs.
 BASELINE_COMMIT = "69fead1"
@@ -44,25 +46,6 @@ MILLION = 1_000_000
 TINY_ROWS = 2_000  # a day this small is all fixed cost: what linear growth is measured above
 SAMPLE = PROJECT / "data" / "creditcard_sample.csv.gz"
 
-RECIPE = """
-[train.candidates.logistic_regression]
-regParam = [0.01]
-
-[train.candidates.random_forest]
-numTrees = [500]
-maxDepth = [10]
-featureSubsetStrategy = ["sqrt"]
-
-[train.candidates.xgboost]
-n_estimators = [300]
-max_depth = [4]
-learning_rate = [0.05]
-subsample = [0.8]
-colsample_bytree = [0.8]
-
-[train.ensemble]
-members = ["logistic_regression", "random_forest", "xgboost"]
-"""
 
 
 @dataclass
