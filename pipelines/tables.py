@@ -300,15 +300,6 @@ def rows_per_day(table: DataFrame, days: Sequence[date]) -> dict[date, int]:
     return {day: 0 for day in days} | {row[TXN_DATE]: row["count"] for row in counts}
 
 
-def days_present(transactions: DataFrame, first_day: date, last_day: date) -> set[date]:
-    """The days from ``first_day`` to ``last_day`` that hold at least one transaction."""
-    rows = (
-        transactions.filter(F.col(TXN_DATE).between(F.lit(first_day), F.lit(last_day)))
-        .select(TXN_DATE).distinct().collect()
-    )
-    return {row[TXN_DATE] for row in rows}
-
-
 def append_rows(rows: DataFrame, path: str) -> Commit:
     """Append ``rows`` to the Delta table at ``path`` (created on first use), in one commit."""
     write_id = uuid.uuid4().hex
