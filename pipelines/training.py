@@ -490,8 +490,8 @@ def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner) 
     return results
 
 
-def search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
-                    runner: FitRunner | None = None) -> CandidateResult:
+def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
+                     runner: FitRunner, announced: bool) -> CandidateResult:
     """The members' fraud probabilities averaged, each member with the parameters its search chose.
 
     Validated, thresholded and measured exactly like a single candidate, so the search can
@@ -499,14 +499,6 @@ def search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *,
     window models are made of the members' own (:func:`compose_ensemble`), which are what
     fitting the ensemble's pipeline on the same rows would fit again; otherwise it is fitted.
     """
-    if runner is None:
-        with FitRunner(parallel=1, clock=time.monotonic) as sequential:
-            return _search_ensemble(split, results, settings=settings, runner=sequential, announced=False)
-    return _search_ensemble(split, results, settings=settings, runner=runner, announced=False)
-
-
-def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
-                     runner: FitRunner, announced: bool) -> CandidateResult:
     members = {member: results[member].best.params for member in settings.ensemble_members}
     grid = {"members": [members]}
     if not settings.reuse_member_fits:
