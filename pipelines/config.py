@@ -1,5 +1,7 @@
 """Per-environment settings, read once from ``conf/<env>.toml`` and passed down as values.
 
+A file may start with ``extends = "local"``: it then holds only what differs from that
+environment's file, table by table (``[train.candidates]``, when given, replaces the search).
 Relative paths in a config file are relative to the project root; URIs (``s3a://…``,
 ``http://…``) are kept as they are. ``${NAME}`` in a string value is replaced by the
 environment variable ``NAME`` so that secrets and per-deployment values never sit in a
@@ -24,7 +26,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomllib
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -71,6 +73,12 @@ class TableSettings:
     def path(self, table: str) -> str:
         """Where the table (or folder) named ``table`` lives: ``root/table``."""
         return f"{self.root.rstrip('/')}/{table}"
+
+    def locations(self) -> dict[str, str]:
+        """Every Delta table of the project by name, with where it lives (existing or not)."""
+        names = [self.transactions, self.scored, self.shadow, self.promotions, self.labels,
+                 self.baselines, self.drift, self.performance, self.verdicts, self.retrains]
+        return {name: self.path(name) for name in names}
 
     @property
     def transactions_path(self) -> str:
@@ -228,6 +236,13 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
+class CatalogSettings:
+    """A metastore that outlives the session (``[catalog]``): tables by name, not by path."""
+    # The database (Hive schema) the project's tables are registered in.
+    database: str
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     spark: SparkSettings
@@ -239,6 +254,8 @@ class Settings:
     serve: ServeSettings = field(default_factory=ServeSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
+    # None: no metastore; the tables are known by their paths only (the local default).
+    catalog: CatalogSettings | None = None
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -293,15 +310,40 @@ def load_serving_settings(env: str = "local", *, project_root: Path = PROJECT_RO
     return ServingSettings(env=env, mlflow=full, serve=_serve_settings(checked.serve, project_root))
 
 
-def _read(env: str) -> tuple[Path, dict[str, Any]]:
+def _read(env: str, *, extended_by: tuple[Path, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """The file's tables; with ``extends = "<env>"`` at its top, laid over that file's."""
     path = config_path(env)
     if not path.is_file():
         known = sorted(p.stem for p in CONF_DIR.glob("*.toml"))
         raise ConfigError(f"no config file {path} for env {env!r}; known environments: {known}")
+    if path in extended_by:
+        raise ConfigError(f"{extended_by[-1]}: extends {env!r}, which extends it again")
     try:
-        return path, tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    base = raw.pop("extends", None)
+    if base is None:
+        return path, raw
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends: expected the name of another environment, got {_shown(base)}")
+    return path, _laid_over(_read(base, extended_by=(*extended_by, path))[1], raw)
+
+
+# Tables an extending file replaces whole: its candidates are the search, not additions to it.
+_REPLACED_WHOLE = {("train", "candidates")}
+
+
+def _laid_over(base: dict[str, Any], own: dict[str, Any], at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``own``'s values over ``base``'s, table by table (a list or a value replaces, whole)."""
+    merged = dict(base)
+    for key, value in own.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        if both_tables and (*at, key) not in _REPLACED_WHOLE:
+            merged[key] = _laid_over(base[key], value, (*at, key))
+        else:
+            merged[key] = value
+    return merged
 
 
 def _validated(model: type[BaseModel], raw: dict[str, Any], path: Path) -> Any:
@@ -516,6 +558,11 @@ class _ScoreSection(_Section):
     engine: Literal[SCORE_ENGINES] = "portable"
 
 
+class _CatalogSection(_Section):
+    # A plain SQL identifier, so that it never needs quoting in an analyst's query.
+    database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class _ConfigFile(_Section):
     spark: _SparkSection
     tables: _TablesSection
@@ -526,6 +573,7 @@ class _ConfigFile(_Section):
     serve: _ServeSection = Field(default_factory=_ServeSection)
     monitor: _MonitorSection = Field(default_factory=_MonitorSection)
     score: _ScoreSection = Field(default_factory=_ScoreSection)
+    catalog: _CatalogSection | None = None
 
 
 class _ServingFile(_Section):
@@ -588,6 +636,7 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
         serve=_serve_settings(file.serve, root),
         monitor=_monitor_settings(file.monitor, env),
         score=ScoreSettings(engine=file.score.engine),
+        catalog=CatalogSettings(database=file.catalog.database) if file.catalog else None,
     )
 
 
@@ -682,6 +731,8 @@ def _section_model(section: list[str]) -> type[BaseModel]:
     model: type[BaseModel] = _ConfigFile
     for name in section:
         model = model.model_fields[name].annotation
+        # An optional section (``[catalog]``): its model, not ``None``.
+        model = next((arg for arg in get_args(model) if arg is not type(None)), model)
     return model
 
 

@@ -45,6 +45,57 @@ def test_cluster_config_takes_its_locations_from_the_environment(monkeypatch):
     assert "spark.pyspark.driver.python" not in settings.spark.conf
 
 
+STANDALONE_ENV = {"FRAUD_SPARK_MASTER": "spark://127.0.0.1:7077", "FRAUD_CLUSTER_DIR": "/srv/cluster",
+                  "FRAUD_EXECUTOR_ENV": "/srv/cluster/env.tar.gz", "MLFLOW_TRACKING_URI": "http://127.0.0.1:5500"}
+
+
+def test_the_standalone_config_is_local_with_servers_and_a_catalog(monkeypatch):
+    for name, value in STANDALONE_ENV.items():
+        monkeypatch.setenv(name, value)
+    local, standalone = load_settings("local"), load_settings("standalone")
+    assert standalone.spark.master == "spark://127.0.0.1:7077"
+    assert standalone.tables.scored_path == "/srv/cluster/lake/scored_transactions"
+    assert standalone.mlflow.tracking_uri == "http://127.0.0.1:5500"
+    # Artifacts go where the server keeps them, through the server: not local.toml's folder.
+    assert standalone.mlflow.artifact_location is None
+    assert standalone.catalog.database == "fraud" and local.catalog is None
+    assert standalone.spark.conf["spark.archives"] == "/srv/cluster/env.tar.gz#environment"
+    # Everything it does not set is local.toml's: the recipe, the gate, monitoring, [spark.conf].
+    assert standalone.train == local.train and standalone.promote == local.promote
+    assert standalone.monitor == local.monitor
+    assert standalone.spark.conf["spark.driver.extraJavaOptions"] == local.spark.conf["spark.driver.extraJavaOptions"]
+
+
+def test_an_extending_file_is_laid_over_its_base_table_by_table(tmp_path):
+    conf = tmp_path / "small.toml"
+    conf.write_text('extends = "local"\n[train]\nseed = 7\n[train.candidates.logistic_regression]\n'
+                    'regParam = [0.5]\n[train.ensemble]\nmembers = []\n[tables]\nroot = "/data/lake"\n')
+    settings, local = load_settings(str(conf)), load_settings("local")
+    assert settings.train.seed == 7 and settings.train.holdout_days == local.train.holdout_days
+    # The candidates are the search: given, they replace the base's, not add to them.
+    assert settings.train.candidates == {"logistic_regression": {"regParam": [0.5]}}
+    assert settings.tables.root == "/data/lake" and settings.tables.scored == local.tables.scored
+
+
+def test_extends_that_loops_or_names_no_file_is_refused(tmp_path):
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text(f'extends = "{second}"\n')
+    second.write_text(f'extends = "{first}"\n')
+    with pytest.raises(ConfigError, match="which extends it again"):
+        load_settings(str(first))
+    first.write_text('extends = "staging"\n')
+    with pytest.raises(ConfigError, match=r"no config file .*staging\.toml"):
+        load_settings(str(first))
+
+
+@pytest.mark.parametrize("database", ["fraud-tables", "1fraud", "fraud.x", ""])
+def test_a_catalog_database_must_be_a_plain_identifier(tmp_path, database):
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'extends = "local"\n[catalog]\ndatabase = "{database}"\n')
+    with pytest.raises(ConfigError, match=r"\[catalog\] database"):
+        load_settings(str(conf))
+
+
 def test_an_unset_environment_variable_is_named(monkeypatch):
     monkeypatch.delenv("SPARK_MASTER", raising=False)
     with pytest.raises(ConfigError, match="SPARK_MASTER is not set"):
@@ -52,7 +103,7 @@ def test_an_unset_environment_variable_is_named(monkeypatch):
 
 
 def test_an_unknown_environment_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"known environments: \['cluster', 'local'\]"):
+    with pytest.raises(ConfigError, match=r"known environments: \['cluster', 'local', 'standalone'\]"):
         load_settings("staging")
 
 
@@ -89,7 +140,7 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
-    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score\)"
+    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score, catalog\)"
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
         load_settings(path)
 
