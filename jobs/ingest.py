@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.session import get_spark
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.env)
     spark = get_spark(settings.spark)
     run(spark, settings, input_path=args.input, ingested_at=datetime.now(timezone.utc))
+    publish(spark, settings)
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.monitoring.labels import LabelChanges, check_label_file, merge_labels
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.env)
     spark = get_spark(settings.spark)
     run(spark, settings, file=args.file, labelled_at=datetime.now(timezone.utc))
+    publish(spark, settings)
     return 0
 
 

@@ -24,6 +24,7 @@ from datetime import date, datetime, timezone
 from pyspark.sql import SparkSession
 
 from jobs.score import days_to_score
+from pipelines.catalog import publish
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.monitoring.monitor import DayResult, monitor_day, scored_days, stale_days
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = catch_up(spark, settings, named_days=days if named else (), computed_at=now)
         else:
             results = run(spark, settings, days=days, computed_at=now)
+        publish(spark, settings)
     if results:
         print(summary(results))
     return ALERT_EXIT_CODE if any(result.verdict.verdict == ALERT for result in results) else 0

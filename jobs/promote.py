@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
+from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, PromotionRefusedError
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         decision, _ = run(spark, settings, candidate=candidate, dry_run=args.dry_run,
                           force_reason=args.reason.strip() if args.force else None,
                           decided_at=datetime.now(timezone.utc))
+        publish(spark, settings)
     if decision == REFUSED:
         raise PromotionRefusedError(
             f"the gate refused version {candidate.version}; the champion is unchanged (decision recorded in "

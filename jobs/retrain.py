@@ -26,6 +26,7 @@ from datetime import date, datetime, timezone
 from pyspark.sql import SparkSession
 
 from jobs import promote, train
+from pipelines.catalog import publish
 from pipelines.cli import calendar_date, git_commit, job_parser, log, run_main
 from pipelines.config import PROJECT_ROOT, Settings, load_settings
 from pipelines.errors import FraudScoringError, PromotionRefusedError
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_mlflow(settings.mlflow)
         spark = get_spark(settings.spark)
         record = run(spark, settings, day=args.date, triggered_at=utc_now(), commit=git_commit(str(PROJECT_ROOT)))
+        publish(spark, settings)
     if record.promote_decision == REFUSED:
         raise PromotionRefusedError(
             f"the gate refused version {record.trained_version}; the champion is unchanged (decision recorded "

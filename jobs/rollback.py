@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_mlflow(settings.mlflow)
         spark = get_spark(settings.spark)
         before, after = run(spark, settings, reason=args.reason.strip(), decided_at=datetime.now(timezone.utc))
+        publish(spark, settings)
     print(f"rollback: the champion of {settings.mlflow.model_name} is version {after} again (was {before})")
     return 0
 

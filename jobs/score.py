@@ -26,6 +26,7 @@ from pyspark.ml import Transformer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.catalog import publish
 from pipelines.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
@@ -244,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      yesterday=None if named else days[0])
         else:
             run(spark, settings, days=days, model_ref=model_ref, scored_at=now, shadow=args.shadow)
+        publish(spark, settings)
     return 0
 
 

@@ -6,7 +6,8 @@
 Every table of the project that exists is addressable by name: ``transactions``,
 ``scored_transactions``, ``shadow_scored_transactions``, ``promotions``, ``labels`` and the
 monitoring tables (``monitor_baselines``, ``monitor_drift``, ``monitor_performance``,
-``monitor_verdicts``, ``retrain_triggers``). Only one query runs
+``monitor_verdicts``, ``retrain_triggers``); with a ``[catalog]`` in the config, through the
+metastore's database (``fraud.scored_transactions`` works too). Only one query runs
 (SELECT, WITH, VALUES, TABLE): a statement that would write, drop, alter, create or configure,
 or a query calling reflect/java_method/try_reflect or TRANSFORM ... USING, is refused with exit
 2 before anything runs. A query that does not parse or names an unknown table or column prints
@@ -22,24 +23,24 @@ from pathlib import Path
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 
+from pipelines.catalog import existing_tables, publish
 from pipelines.cli import job_parser, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError
 from pipelines.read_only_sql import parse_read_only_query, query_dataframe
 from pipelines.session import get_spark
-from pipelines.tables import is_delta_table
-
-
-def existing_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
-    """The project's tables that exist, by name, with their locations."""
-    tables = settings.tables
-    names = [tables.transactions, tables.scored, tables.shadow, tables.promotions, tables.labels,
-             tables.baselines, tables.drift, tables.performance, tables.verdicts, tables.retrains]
-    return {name: tables.path(name) for name in names if is_delta_table(spark, tables.path(name))}
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    """Make each existing table addressable by its name; return the names registered."""
+    """Make each existing table addressable by its name; return the names.
+
+    With a ``[catalog]``, the names are the metastore's (its database becomes the current one);
+    without, each table becomes a temporary view of this session.
+    """
+    if settings.catalog is not None:
+        publish(spark, settings)
+        spark.catalog.setCurrentDatabase(settings.catalog.database)
+        return sorted(table.name for table in spark.catalog.listTables(settings.catalog.database))
     tables = existing_tables(spark, settings)
     for name, path in tables.items():
         spark.read.format("delta").load(path).createOrReplaceTempView(name)
