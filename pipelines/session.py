@@ -63,7 +63,11 @@ def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> 
 
     :param jars: jar files to put on the class path; defaults to the fetched Delta jars.
     """
-    builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
+    builder = SparkSession.builder.master(settings.master)
+    # Under spark-submit the application already has its name, the job's ("fraud-scoring
+    # score", as the cluster's pages list it); the builder's would replace it.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.appName(settings.app_name)
     # Outside spark-submit, Python workers would start the first `python3` on the PATH, which
     # may lack this environment's packages (pandas for xgboost and pandas UDFs). PySpark reads
     # only the environment variable for that.
@@ -78,9 +82,14 @@ def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> 
     return spark
 
 
-def submit_args(settings: SparkSettings) -> list[str]:
-    """``spark-submit`` options for an environment: master, name and every ``--conf``."""
-    args = ["--master", settings.master, "--name", settings.app_name]
+def submit_args(settings: SparkSettings, job: str | None = None) -> list[str]:
+    """``spark-submit`` options for an environment: master, name and every ``--conf``.
+
+    :param job: named in the application's name (``fraud-scoring score``), as the cluster's
+        and the history server's pages list it.
+    """
+    name = f"{settings.app_name} {job}" if job else settings.app_name
+    args = ["--master", settings.master, "--name", name]
     for key, value in spark_conf(settings).items():
         args += ["--conf", f"{key}={value}"]
     return args
@@ -89,8 +98,9 @@ def submit_args(settings: SparkSettings) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print spark-submit options, one per line.")
     parser.add_argument("--env", default="local")
+    parser.add_argument("--job", help="the job the application runs, for its name")
     args = parser.parse_args(argv)
-    print("\n".join(submit_args(load_settings(args.env).spark)))
+    print("\n".join(submit_args(load_settings(args.env).spark, args.job)))
     return 0
 
 
