@@ -30,6 +30,7 @@ metastore_conf() {
   fi
   local password
   password=$(secret pg-password "${FRAUD_PG_PASSWORD:-}")
+  password=${password//&/&amp;}; password=${password//</&lt;}; password=${password//>/&gt;}
   # Hive creates its schema on first use. Its foreign keys are left out: DataNucleus adds them
   # lazily, and on PostgreSQL that ALTER TABLE waits for the very transaction that needs the
   # table, forever (seen here). Hive's schematool and scripts are not in pyspark's jars.
@@ -66,11 +67,11 @@ down() {
 }
 
 env_lines() {
-  echo "export FRAUD_CLUSTER_DIR=$state"
-  echo "export FRAUD_SPARK_MASTER=spark://$host:${FRAUD_SPARK_MASTER_PORT:-7077}"
-  echo "export FRAUD_EXECUTOR_ENV=${FRAUD_EXECUTOR_ENV:-$state/executor-env.tar.gz}"
+  printf 'export FRAUD_CLUSTER_DIR=%q\n' "$state"
+  printf 'export FRAUD_SPARK_MASTER=%q\n' "spark://$host:${FRAUD_SPARK_MASTER_PORT:-7077}"
+  printf 'export FRAUD_EXECUTOR_ENV=%q\n' "${FRAUD_EXECUTOR_ENV:-$state/executor-env.tar.gz}"
   # The driver's web UI binds to this address (spark.driver.bindAddress does not cover it).
-  echo "export SPARK_LOCAL_IP=$host"
+  printf 'export SPARK_LOCAL_IP=%q\n' "$host"
   "$here/mlflow.sh" env
 }
 

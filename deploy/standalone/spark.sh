@@ -78,8 +78,12 @@ launch() {
   # (they inherit its environment) binds to loopback only. One process from here on (exec
   # down to java), its output in the log, not ours: a caller reading our output through a
   # pipe or $(...) is not kept waiting by the daemons.
-  (cd "$state" && SPARK_LOCAL_IP=$host SPARK_LOCAL_HOSTNAME=$host SPARK_HOME=$SPARK_HOME \
-    exec setsid nohup bash -c 'echo $$ > "$0"; exec "$@"' "$state/run/$name.pid" \
+  # Nothing of the caller's session reaches the daemons, their executors and Python workers:
+  # no PYTHONPATH into a checkout (the code must come from the --py-files zip), no credentials.
+  (cd "$state" && exec env -u PYTHONPATH -u MLFLOW_TRACKING_USERNAME -u MLFLOW_TRACKING_PASSWORD \
+    -u MLFLOW_TRACKING_TOKEN -u FRAUD_PG_PASSWORD -u FRAUD_MLFLOW_PASSWORD -u FRAUD_MLFLOW_ADMIN_PASSWORD \
+    SPARK_LOCAL_IP=$host SPARK_LOCAL_HOSTNAME=$host SPARK_HOME=$SPARK_HOME \
+    setsid nohup bash -c 'echo $$ > "$0"; exec "$@"' "$state/run/$name.pid" \
     "$SPARK_HOME/bin/spark-class" "$(class_of "$name")" "$@" --properties-file "$state/daemons.conf") \
     > "$state/logs/$name.log" 2>&1 < /dev/null &
   local i
