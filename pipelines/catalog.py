@@ -14,10 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import posixpath
+
+from py4j.protocol import Py4JError
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, ServiceUnavailableError
 from pipelines.tables import is_delta_table
 
 
@@ -34,24 +38,38 @@ def publish(spark: SparkSession, settings: Settings) -> list[str]:
 
     :raises ConfigError: a name in the database points at another location than this
         environment's table: two environments share one database.
+    :raises ServiceUnavailableError: the metastore did not answer (exit 3); what the job wrote
+        is committed all the same.
     """
     if settings.catalog is None:
         return []
     database = settings.catalog.database
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quoted(database)}")
-    published = []
-    for name, path in existing_tables(spark, settings).items():
-        qualified = f"{_quoted(database)}.{_quoted(name)}"
-        if spark.catalog.tableExists(qualified):
-            registered = spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"]
-            if _plain_path(registered) != _plain_path(path):
-                raise ConfigError(
-                    f"the catalog's table {database}.{name} is the Delta table at {registered}, but this "
-                    f"environment's {name} is at {path}: give each environment its own [catalog] database")
-        else:
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA LOCATION {_literal(path)}")
-        published.append(f"{database}.{name}")
-    return published
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quoted(database)}")
+        published = []
+        for name, path in existing_tables(spark, settings).items():
+            _register(spark, database, name, path)
+            published.append(f"{database}.{name}")
+        return published
+    except (Py4JError, PySparkException) as exc:
+        # The job's own writes are committed by now: only the names are missing, and the next
+        # job that writes (or `sql`) registers them.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnavailableError(
+            f"the tables are written, but registering them in the metastore's database {database} failed "
+            f"(is its database server up?): {first_line}") from exc
+
+
+def _register(spark: SparkSession, database: str, name: str, path: str) -> None:
+    qualified = f"{_quoted(database)}.{_quoted(name)}"
+    if not spark.catalog.tableExists(qualified):
+        # IF NOT EXISTS: a job registering the same table at the same moment is no error.
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA LOCATION {_literal(path)}")
+    registered = spark.sql(f"DESCRIBE DETAIL {qualified}").first()["location"]
+    if _plain_path(registered) != _plain_path(path):
+        raise ConfigError(
+            f"the catalog's table {database}.{name} is the Delta table at {registered}, but this "
+            f"environment's {name} is at {path}: give each environment its own [catalog] database")
 
 
 def _quoted(identifier: str) -> str:
@@ -63,7 +81,7 @@ def _literal(text: str) -> str:
 
 
 def _plain_path(location: str) -> str:
-    """``file:/a/b/`` and ``/a/b`` name the same folder; other schemes are kept as they are."""
+    """``file:/a//b/`` and ``/a/b`` name the same folder; other schemes are kept as they are."""
     if location.startswith("file:"):
         location = "/" + location[len("file:"):].lstrip("/")
-    return location.rstrip("/")
+    return posixpath.normpath(location) if location.startswith("/") else location.rstrip("/")
