@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from pipelines.config import load_settings
 
@@ -27,9 +28,10 @@ def connect(locations: dict[str, str]) -> tuple[duckdb.DuckDBPyConnection, dict[
     con = duckdb.connect()
     versions = {}
     for name, path in locations.items():
-        if not (Path(path) / "_delta_log").is_dir() and "://" not in path:
-            continue
-        table = DeltaTable(path)
+        try:
+            table = DeltaTable(path)
+        except TableNotFoundError:
+            continue  # not written yet
         con.register(name, table.to_pyarrow_dataset())
         versions[name] = table.version()
     # From here on SQL can read the views only: no file, no URL, no extension.

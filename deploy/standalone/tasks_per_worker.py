@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tasks_per_worker: the history server at {args.history} did not answer: {exc}", file=sys.stderr)
         return 2
     print(report(apps))
+    finished = sum(app.completed for app in apps)
+    if finished < args.wait_for:
+        print(f"tasks_per_worker: only {finished} of the {args.wait_for} applications waited for are complete "
+              f"in the history server", file=sys.stderr)
+        return 1
     return 0
 
 
