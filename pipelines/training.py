@@ -486,12 +486,12 @@ def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner) 
     if settings.ensemble_members and not settings.reuse_member_fits:
         runner.expect(_fits_of(split, ENSEMBLE, {"members": [settings.ensemble_members]}))
     if settings.ensemble_members:
-        results[ENSEMBLE] = _search_ensemble(split, results, settings=settings, runner=runner, announced=True)
+        results[ENSEMBLE] = _search_ensemble(split, results, settings=settings, runner=runner)
     return results
 
 
 def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
-                     runner: FitRunner, announced: bool) -> CandidateResult:
+                     runner: FitRunner) -> CandidateResult:
     """The members' fraud probabilities averaged, each member with the parameters its search chose.
 
     Validated, thresholded and measured exactly like a single candidate, so the search can
@@ -502,8 +502,7 @@ def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *
     members = {member: results[member].best.params for member in settings.ensemble_members}
     grid = {"members": [members]}
     if not settings.reuse_member_fits:
-        if not announced:
-            runner.expect(_fits_of(split, ENSEMBLE, grid))
+        # Its fits were announced to the runner with the others' (search_all).
         search = _start_search(split, candidate=ENSEMBLE, grid=grid, settings=settings, runner=runner)
         return _finish_search(split, search, settings=settings, runner=runner)()
     fold_models = [
