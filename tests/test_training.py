@@ -140,12 +140,14 @@ def test_a_parallel_search_reusing_member_fits_chooses_and_measures_as_the_seque
     for candidate, expected_result in expected.items():
         result = actual[candidate]
         assert [point.params for point in result.points] == [point.params for point in expected_result.points]
+        # To the last bits only: logistic regression's fits add the partitions' gradients in the
+        # order their tasks finish, so two fits of the same data may differ there.
         assert ([point.validation_auc_pr for point in result.points]
-                == [point.validation_auc_pr for point in expected_result.points])
+                == pytest.approx([point.validation_auc_pr for point in expected_result.points], rel=1e-9))
         assert result.best.params == expected_result.best.params
-        assert result.threshold == expected_result.threshold
-        assert result.validation_metrics == expected_result.validation_metrics
-        assert result.holdout_metrics == expected_result.holdout_metrics
+        assert result.threshold == pytest.approx(expected_result.threshold, rel=1e-9)
+        assert result.validation_metrics == pytest.approx(expected_result.validation_metrics, rel=1e-9)
+        assert result.holdout_metrics == pytest.approx(expected_result.holdout_metrics, rel=1e-9)
 
 
 def test_the_search_logs_each_fit_done_with_the_fits_left_and_an_estimate(searched):
