@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from pyspark.ml import Transformer
 from pyspark.sql import SparkSession
@@ -31,12 +32,9 @@ from pipelines.catch_up import StaleDays, days_with_rows, find_stale_days, score
 from pipelines.cli import calendar_date, job_parser, log, run_main
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, NoDataError
-from pipelines.portable.model import PortableModel
-from pipelines.registry import configure_mlflow, load_scorer, reaching_mlflow, resolve_model
 from pipelines.schema import TXN_DATE
 from pipelines.score_checks import check_model_input
-from pipelines.scoring import ModelRef, score
-from pipelines.session import get_spark
+from pipelines.session import get_spark, starting_spark
 from pipelines.tables import (
     current_version,
     enable_change_feed,
@@ -45,6 +43,12 @@ from pipelines.tables import (
     replace_model_days,
     rows_per_day,
 )
+
+# MLflow, XGBoost and the scorer take about 2 s to import: main() imports them while Spark
+# starts (pipelines.session.starting_spark), run() where it needs them.
+if TYPE_CHECKING:
+    from pipelines.portable.model import PortableModel
+    from pipelines.scoring import ModelRef
 
 
 def run(
@@ -72,6 +76,10 @@ def run(
     :param catch_up: the commit vouches that every change up to ``source_version`` is scored
         (see pipelines/catch_up.py); only a catch-up run may say so.
     """
+    from pipelines.portable.model import PortableModel
+    from pipelines.registry import load_scorer
+    from pipelines.scoring import score
+
     started = time.monotonic()
     days = sorted(set(days))
     source_path = settings.tables.transactions_path
@@ -236,16 +244,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_uri = args.model_uri
     if args.shadow and model_uri is None:
         model_uri = f"models:/{settings.mlflow.model_name}@{settings.mlflow.challenger_alias}"
-    with reaching_mlflow(settings.mlflow):
-        configure_mlflow(settings.mlflow)
-        model_ref = resolve_model(settings.mlflow, model_uri)
-        spark = get_spark(settings.spark)
-        if args.catch_up:
-            catch_up(spark, settings, model_ref=model_ref, scored_at=now, named_days=days if named else (),
-                     yesterday=None if named else days[0])
-        else:
-            run(spark, settings, days=days, model_ref=model_ref, scored_at=now, shadow=args.shadow)
-        publish(spark, settings)
+    with starting_spark(settings.spark) as spark_started:
+        from pipelines.registry import configure_mlflow, reaching_mlflow, resolve_model
+
+        with reaching_mlflow(settings.mlflow):
+            configure_mlflow(settings.mlflow)
+            model_ref = resolve_model(settings.mlflow, model_uri)
+            spark = spark_started.result()
+            if args.catch_up:
+                catch_up(spark, settings, model_ref=model_ref, scored_at=now, named_days=days if named else (),
+                         yesterday=None if named else days[0])
+            else:
+                run(spark, settings, days=days, model_ref=model_ref, scored_at=now, shadow=args.shadow)
+            publish(spark, settings)
     return 0
 
 
