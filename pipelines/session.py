@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.cli import run_main
 from pipelines.config import PROJECT_ROOT, SparkSettings, load_settings
+from pipelines.jvm_archive import archive_option
 
 # Delta Lake's SQL extension and catalog; the jars themselves come from `.jars/` (make setup).
 DELTA_CONF = {
@@ -41,14 +42,19 @@ JARS_DIR = PROJECT_ROOT / ".jars"
 _APPENDED = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
 
 
-def spark_conf(settings: SparkSettings) -> dict[str, str]:
+def spark_conf(settings: SparkSettings, *, class_archive: bool = True) -> dict[str, str]:
     """Every Spark setting of an environment: the base, Delta's, then the config file's own.
 
-    JVM options from the config file are appended to the base ones (UTC, logging).
+    JVM options from the config file are appended to the base ones (UTC, logging). A driver
+    that runs on this machine (not in cluster deploy mode) maps the class-data archive of
+    ``make setup`` when there is one for this JVM and these jars (pipelines/jvm_archive.py).
     """
     conf = {**BASE_CONF, **DELTA_CONF}
     for key, value in settings.conf.items():
         conf[key] = f"{conf[key]} {value}" if key in _APPENDED and key in conf else value
+    option = archive_option(delta_jars()) if class_archive else None
+    if option and conf.get("spark.submit.deployMode", "client") == "client":
+        conf["spark.driver.extraJavaOptions"] += f" {option}"
     return conf
 
 
@@ -97,7 +103,7 @@ def starting_spark(settings: SparkSettings) -> Iterator[Future[SparkSession]]:
         yield pool.submit(get_spark, settings)
 
 
-def submit_args(settings: SparkSettings, job: str | None = None) -> list[str]:
+def submit_args(settings: SparkSettings, job: str | None = None, *, class_archive: bool = True) -> list[str]:
     """``spark-submit`` options for an environment: master, name and every ``--conf``.
 
     :param job: named in the application's name (``fraud-scoring score``), as the cluster's
@@ -105,7 +111,7 @@ def submit_args(settings: SparkSettings, job: str | None = None) -> list[str]:
     """
     name = f"{settings.app_name} {job}" if job else settings.app_name
     args = ["--master", settings.master, "--name", name]
-    for key, value in spark_conf(settings).items():
+    for key, value in spark_conf(settings, class_archive=class_archive).items():
         args += ["--conf", f"{key}={value}"]
     return args
 

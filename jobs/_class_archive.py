@@ -1,0 +1,57 @@
+"""What the driver's class-data archive is written from (``python -m pipelines.jvm_archive``
+runs it under spark-submit; not a job of the nightly schedule).
+
+The jobs' own steps on a few hundred rows of the real sample, in a temporary folder: ingest
+(CSV, checks, ids, Delta merge), the score job's reads, row screen and one-commit replace, a
+fit of two Spark ML models, and a SQL aggregate. The JVM then holds the classes a job loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+import jobs.ingest as ingest
+from pipelines.config import PROJECT_ROOT, load_settings, with_state_in
+from pipelines.model import build_pipeline
+from pipelines.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
+from pipelines.score_checks import check_model_input
+from pipelines.session import get_spark
+from pipelines.tables import current_version, read_version, replace_days, rows_per_day
+
+SAMPLE = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
+
+
+def main(folder: Path) -> None:
+    settings = with_state_in(load_settings("local"), folder)
+    spark = get_spark(settings.spark)
+    rows = folder / "rows.csv"
+    with gzip.open(SAMPLE, "rt") as sample:  # the header and every 9th row: both days, some frauds
+        rows.write_text(next(sample) + "".join(islice(sample, 0, None, 9)))
+    ingest.run(spark, settings, input_path=str(rows), ingested_at=datetime.now(timezone.utc))
+
+    path = settings.tables.transactions_path
+    transactions = read_version(spark, path, current_version(spark, path))
+    days = sorted(check_model_input(transactions, source=path))
+    model = build_pipeline(candidate="ensemble", params={"members": {
+        "logistic_regression": {"regParam": 0.1}, "random_forest": {"numTrees": 3, "maxDepth": 3}}},
+        feature_cols=FEATURE_COLS, label_col=LABEL_COL).fit(transactions)
+    scored = model.transform(transactions).select(
+        TRANSACTION_ID, TXN_DATE, F.lit(0.5).alias("fraud_probability"))
+    replace_days(scored, settings.tables.scored_path, days=days)
+    rows_per_day(read_version(spark, settings.tables.scored_path, 0), days)
+    transactions.createOrReplaceTempView("transactions")
+    spark.sql(f"SELECT {TXN_DATE}, COUNT(*), AVG(Amount) FROM transactions GROUP BY {TXN_DATE}").collect()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, required=True)
+    main(parser.parse_args().folder)
+    sys.exit(0)
