@@ -107,8 +107,10 @@ def build(*, force: bool = False) -> Path | None:
         return target
     settings = load_settings("local").spark
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: a job starting meanwhile maps either
+    # no archive or a whole one, never a file still being written.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     with tempfile.TemporaryDirectory(prefix="class-archive-") as folder:
-        partial = Path(folder) / "driver.jsa"
         java_options = spark_conf(settings, class_archive=False)["spark.driver.extraJavaOptions"]
         writing = f"spark.driver.extraJavaOptions={java_options} -XX:ArchiveClassesAtExit={partial}"
         args = [writing if arg.startswith("spark.driver.extraJavaOptions=") else arg
@@ -119,14 +121,18 @@ def build(*, force: bool = False) -> Path | None:
             "--jars", ",".join(jars), str(WORKLOAD), "--folder", folder,
         ]
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYSPARK_PYTHON": sys.executable}
-        run = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
-        if run.returncode != 0 or not partial.is_file():
-            sys.stderr.write(run.stdout[-3000:] + run.stderr[-3000:])
-            raise SystemExit(f"jvm_archive: the workload exited {run.returncode}; no archive written "
-                             "(jobs run without one)")
-        for old in target.parent.glob("driver-*.jsa"):
-            old.unlink()  # archives of a JVM or jars no longer installed
-        shutil.move(partial, target)
+        try:
+            run = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+            if run.returncode != 0 or not partial.is_file():
+                sys.stderr.write(run.stdout[-3000:] + run.stderr[-3000:])
+                raise SystemExit(f"jvm_archive: the workload exited {run.returncode}; no archive written "
+                                 "(jobs run without one)")
+            for old in target.parent.glob("driver-*.jsa"):
+                if old != target:
+                    old.unlink()  # the archive of a JVM or jars no longer installed
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     print(f"jvm_archive: wrote {target} ({target.stat().st_size / 1e6:.0f} MB)")
     return target
 
