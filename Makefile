@@ -17,7 +17,8 @@ DEMO_END    := 2013-09-02
 # The driver JVM's class-data archive (pipelines/jvm_archive.py): written once per JVM and
 # pyspark, about a minute; each job then starts about 3 s sooner. Without it jobs still run.
 setup: $(VENV)/.installed .jars/.fetched
-	@$(PY) -m pipelines.jvm_archive || echo "make setup: no class-data archive written; jobs run, starting about 3 s slower" >&2
+	@if [ -f jobs/_class_archive.py ]; then $(PY) -m pipelines.jvm_archive \
+	  || echo "make setup: no class-data archive written; jobs run, starting about 3 s slower" >&2; fi
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
