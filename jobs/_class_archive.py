@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
-from pyspark.sql import functions as F
-
 import jobs.ingest as ingest
 from pipelines.config import PROJECT_ROOT, load_settings, with_state_in
-from pipelines.model import build_pipeline
+from pipelines.model import build_pipeline, fraud_probability
 from pipelines.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
 from pipelines.score_checks import check_model_input
 from pipelines.session import get_spark
@@ -42,8 +39,8 @@ def main(folder: Path) -> None:
     model = build_pipeline(candidate="ensemble", params={"members": {
         "logistic_regression": {"regParam": 0.1}, "random_forest": {"numTrees": 3, "maxDepth": 3}}},
         feature_cols=FEATURE_COLS, label_col=LABEL_COL).fit(transactions)
-    scored = model.transform(transactions).select(
-        TRANSACTION_ID, TXN_DATE, F.lit(0.5).alias("fraud_probability"))
+    # The model's own probability, so that its transform runs (a constant would be pruned away).
+    scored = model.transform(transactions).select(TRANSACTION_ID, TXN_DATE, fraud_probability())
     replace_days(scored, settings.tables.scored_path, days=days)
     rows_per_day(read_version(spark, settings.tables.scored_path, 0), days)
     transactions.createOrReplaceTempView("transactions")
@@ -54,4 +51,3 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, required=True)
     main(parser.parse_args().folder)
-    sys.exit(0)
