@@ -5,7 +5,9 @@
 Bad input (a missing column, a value that is not a finite number, a damaged or unreadable
 file) stops the job before anything is written. Ingesting the same rows again inserts nothing.
 Columns beyond the dataset's are accepted, named in the log, and not stored. The file is read
-once: its rows are checked as they are read and kept on local disk until they are written.
+once: its rows are checked and hashed as they are read and kept on local disk until they are
+written. Exact copies of a row (the data set has some) are counted and numbered, so each gets
+its own stable id.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from pipelines.tables import (
     read_csv_with_schema,
     reading_input,
 )
-from pipelines.transactions import check_header, check_values, numeric_schema, prepare_checked_numbers
+from pipelines.transactions import (
+    MAX_REPEATED_TO_BROADCAST,
+    check_header,
+    check_values,
+    count_copies,
+    numeric_schema,
+    prepare_checked_numbers,
+    repeated_rows,
+    with_row_hash,
+)
 
 
 def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at: datetime) -> int:
@@ -40,14 +51,19 @@ def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at
         raw = read_csv_as_strings(spark, input_path)  # reads the header only
         check_header(raw.columns, source=input_path)
         log.info("ingest: reading and checking %s ...", input_path)
-        with persisted(read_csv_with_schema(spark, input_path, numeric_schema(raw.columns))) as numbers:
+        file_rows = with_row_hash(read_csv_with_schema(spark, input_path, numeric_schema(raw.columns)))
+        with persisted(file_rows) as numbers:
             summary = check_values(numbers, raw, source=input_path, start=settings.ingest.start)
-            log.info("ingest: %d rows checked, %s..%s (%.1f s); writing the new ones into %s ...",
-                     summary.rows, summary.first_day, summary.last_day, time.perf_counter() - started, table)
-            prepared = prepare_checked_numbers(numbers, start=settings.ingest.start,
-                                               source_file=Path(input_path).name, ingested_at=ingested_at)
-            commit = insert_new_transactions(spark, prepared, table,
-                                             first_day=summary.first_day, last_day=summary.last_day)
+            with persisted(repeated_rows(numbers)) as repeated:
+                sets, copies = count_copies(repeated)
+                log.info("ingest: %d rows checked, %s..%s, %d of them in %d set(s) of exact copies (%.1f s); "
+                         "writing the new ones into %s ...", summary.rows, summary.first_day, summary.last_day,
+                         copies, sets, time.perf_counter() - started, table)
+                prepared = prepare_checked_numbers(
+                    numbers, start=settings.ingest.start, source_file=Path(input_path).name, ingested_at=ingested_at,
+                    repeated=repeated if sets <= MAX_REPEATED_TO_BROADCAST else None)
+                commit = insert_new_transactions(spark, prepared, table,
+                                                 first_day=summary.first_day, last_day=summary.last_day)
     if summary.extra_columns:
         # Not an error (the dataset's columns are all there), but a renamed column upstream
         # would show up here first.

@@ -25,6 +25,12 @@ from pipelines.schema import EVENT_TS, LABEL_COL, RAW_COLS, TRANSACTION_ID, TXN_
 LAST_EVENT_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 # U+FFFD is what a UTF-8 reader puts where the bytes are not UTF-8; NUL does not occur in text.
 _NOT_TEXT = re.compile("[\ufffd\x00]")
+# The hash of a row's values (with_row_hash), and its copy number among exact copies.
+ROW_HASH, _COPY, _REPEATED = "_row_hash", "_copy", "_repeated"
+# Up to this many sets of exact copies in a file, only their rows are numbered (the sets are
+# broadcast to every task, about 100 bytes each); more, and a window numbers every row
+# (with_transaction_id). The shipped sample has 13 sets (32 rows).
+MAX_REPEATED_TO_BROADCAST = 200_000
 
 
 @dataclass(frozen=True)
@@ -194,21 +200,57 @@ def with_event_time(df: DataFrame, *, start: datetime) -> DataFrame:
     return df.withColumn(EVENT_TS, event_ts).withColumn(TXN_DATE, F.to_date(F.col(EVENT_TS)))
 
 
-def with_transaction_id(df: DataFrame) -> DataFrame:
+def with_row_hash(df: DataFrame) -> DataFrame:
+    """Add ``_row_hash``: the SHA-256 (hex) of the row's values as text, the same for exact copies.
+
+    ``Class`` is hashed as the integer it is stored as (``1``, whether the file says ``1`` or
+    ``1.0``), so the hash is the same on a file read as numbers as on its typed rows: the job
+    computes it while it reads the file, in the one pass. A ``Class`` that is no integer gets
+    no text (such a file is refused by the checks; the read must not fail on it first).
+    """
+    as_text = [F.col(column).try_cast("int").cast("string") if column == LABEL_COL else F.col(column).cast("string")
+               for column in RAW_COLS]
+    return df.withColumn(ROW_HASH, F.sha2(F.concat_ws("|", *as_text), 256))
+
+
+def repeated_rows(hashed: DataFrame) -> DataFrame:
+    """One row per set of exact copies in ``hashed`` (rows of :func:`with_row_hash`): its
+    ``_row_hash`` and how many ``copies`` there are (2 or more). Rows that occur once are left out."""
+    return hashed.groupBy(ROW_HASH).agg(F.count(F.lit(1)).alias("copies")).filter(F.col("copies") > 1)
+
+
+def count_copies(repeated: DataFrame) -> tuple[int, int]:
+    """How many sets of exact copies :func:`repeated_rows` found, and how many rows they hold."""
+    totals = repeated.agg(F.count(F.lit(1)).alias("sets"), F.sum("copies").alias("rows")).first()
+    return totals["sets"], totals["rows"] or 0
+
+
+def with_transaction_id(df: DataFrame, *, repeated: DataFrame | None = None) -> DataFrame:
     """Add a ``transaction_id`` that is the same each time the same rows are ingested.
 
     The data holds exact duplicate rows, so the values alone cannot identify a transaction: the
     id hashes the row's values together with which copy of those values it is (1st, 2nd, ...).
     Copies are identical, so which copy gets which number does not matter, and the ids do not
     depend on the order or partitioning of the file.
+
+    :param repeated: the sets of copies in ``df`` (:func:`repeated_rows`), few enough to
+        broadcast (see :data:`MAX_REPEATED_TO_BROADCAST`). Given, only the rows in them are
+        numbered (a broadcast join picks them out, a window numbers them) and every other row
+        is copy 1; otherwise a window numbers every row, which sorts the whole file. The ids
+        are the same either way.
     """
-    row_hash = F.sha2(F.concat_ws("|", *[F.col(column).cast("string") for column in RAW_COLS]), 256)
-    copy_number = F.row_number().over(Window.partitionBy("_row_hash").orderBy("_row_hash"))
+    hashed = df if ROW_HASH in df.columns else with_row_hash(df)
+    copy_number = F.row_number().over(Window.partitionBy(ROW_HASH).orderBy(ROW_HASH))
+    if repeated is None:
+        numbered = hashed.withColumn(_COPY, copy_number)
+    else:
+        marked = hashed.join(F.broadcast(repeated.select(ROW_HASH, F.lit(True).alias(_REPEATED))), ROW_HASH, "left")
+        once = marked.filter(F.col(_REPEATED).isNull()).withColumn(_COPY, F.lit(1))
+        copies = marked.filter(F.col(_REPEATED).isNotNull()).withColumn(_COPY, copy_number)
+        numbered = once.unionByName(copies).drop(_REPEATED)
     return (
-        df.withColumn("_row_hash", row_hash)
-        .withColumn("_copy", copy_number)
-        .withColumn(TRANSACTION_ID, F.substring(F.sha2(F.concat_ws("#", "_row_hash", "_copy"), 256), 1, 32))
-        .drop("_row_hash", "_copy")
+        numbered.withColumn(TRANSACTION_ID, F.substring(F.sha2(F.concat_ws("#", ROW_HASH, _COPY), 256), 1, 32))
+        .drop(ROW_HASH, _COPY)
     )
 
 
@@ -227,11 +269,15 @@ def prepare_transactions(
 
 
 def prepare_checked_numbers(
-    numbers_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime
+    numbers_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime,
+    repeated: DataFrame | None = None,
 ) -> DataFrame:
     """Rows of the ``transactions`` table from a file read with :func:`numeric_schema` whose
     values :func:`check_values` accepted: the same rows (and ids) as :func:`prepare_transactions`
     makes from the file read as strings.
+
+    ``numbers_df`` may carry its ``_row_hash`` already (:func:`with_row_hash`, computed as the
+    file was read), and ``repeated`` its sets of copies (see :func:`with_transaction_id`).
 
     Example::
 
@@ -239,12 +285,13 @@ def prepare_checked_numbers(
                                            ingested_at=datetime.now(timezone.utc))
     """
     typed = numbers_df.select(*[F.col(column).cast("int").alias(column) if column == LABEL_COL else F.col(column)
-                                for column in RAW_COLS])
-    return _transaction_rows(typed, start=start, source_file=source_file, ingested_at=ingested_at)
+                                for column in RAW_COLS], *([ROW_HASH] if ROW_HASH in numbers_df.columns else []))
+    return _transaction_rows(typed, start=start, source_file=source_file, ingested_at=ingested_at, repeated=repeated)
 
 
-def _transaction_rows(typed_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime) -> DataFrame:
-    enriched = with_transaction_id(with_event_time(typed_df, start=start))
+def _transaction_rows(typed_df: DataFrame, *, start: datetime, source_file: str, ingested_at: datetime,
+                      repeated: DataFrame | None = None) -> DataFrame:
+    enriched = with_transaction_id(with_event_time(typed_df, start=start), repeated=repeated)
     return enriched.select(
         TRANSACTION_ID,
         EVENT_TS,

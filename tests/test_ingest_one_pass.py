@@ -21,6 +21,8 @@ from pipelines.transactions import (
     numeric_schema,
     prepare_checked_numbers,
     prepare_transactions,
+    repeated_rows,
+    with_row_hash,
 )
 from tests.conftest import SAMPLE_CSV
 
@@ -45,18 +47,23 @@ def read_both(spark, path: str):
     return raw, read_csv_with_schema(spark, path, numeric_schema(raw.columns))
 
 
-def prepared_from_numbers(spark, path: str):
+def prepared_from_numbers(spark, path: str, *, copies_only: bool = True):
+    """As the job does: hashed as read, checked, and (``copies_only``) only the copies numbered;
+    otherwise a window numbers every row (what the job does for a file with very many copies)."""
     raw, numbers = read_both(spark, path)
+    numbers = with_row_hash(numbers)
     summary = check_values(numbers, raw, source=path, start=START)
-    return summary, prepare_checked_numbers(numbers, start=START, source_file="day.csv", ingested_at=INGESTED_AT)
+    return summary, prepare_checked_numbers(numbers, start=START, source_file="day.csv", ingested_at=INGESTED_AT,
+                                            repeated=repeated_rows(numbers) if copies_only else None)
 
 
-def test_ids_are_the_ones_earlier_versions_wrote(spark, tmp_path):
+@pytest.mark.parametrize("copies_only", [True, False], ids=["copies numbered", "every row numbered"])
+def test_ids_are_the_ones_earlier_versions_wrote(spark, tmp_path, copies_only):
     # Computed by the two-pass ingest (strings, then casts) that wrote the tables before.
     path = csv_file(tmp_path, [raw_line("0"), raw_line("0.0"), raw_line("5.0"), raw_line("5.0"), raw_line("5.0"),
                                raw_line("86399.5", amount="149.62", label="1", v1="-1.3598071336738"),
                                raw_line("1e3", amount=" 2.69 ", label="1.0", v1="8.497679509924107E-4")])
-    _, prepared = prepared_from_numbers(spark, path)
+    _, prepared = prepared_from_numbers(spark, path, copies_only=copies_only)
     ids = {}
     for row in prepared.collect():
         ids.setdefault((row.Time, row.V1, row.Amount, row.Class), set()).add(row.transaction_id)
@@ -69,10 +76,11 @@ def test_ids_are_the_ones_earlier_versions_wrote(spark, tmp_path):
     }
 
 
-def test_the_real_samples_ids_are_the_ones_earlier_versions_wrote(spark):
+@pytest.mark.parametrize("copies_only", [True, False], ids=["copies numbered", "every row numbered"])
+def test_the_real_samples_ids_are_the_ones_earlier_versions_wrote(spark, copies_only):
     # Every id of the shipped sample (5,412 rows, 13 groups of exact duplicates, 32 rows in
     # them), as the two-pass ingest computed them: the digest of the sorted ids.
-    summary, prepared = prepared_from_numbers(spark, str(SAMPLE_CSV))
+    summary, prepared = prepared_from_numbers(spark, str(SAMPLE_CSV), copies_only=copies_only)
     ids = sorted(row.transaction_id for row in prepared.select("transaction_id").collect())
     assert summary.rows == len(set(ids)) == 5412
     assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == (
@@ -131,7 +139,8 @@ def test_ingest_logs_its_stages_and_counts_duplicates_as_rows(spark, settings, t
     assert inserted == 3
     messages = [record.getMessage() for record in caplog.records]
     assert f"ingest: reading and checking {path} ..." in messages
-    assert any(message.startswith("ingest: 3 rows checked, 2013-09-01..2013-09-02 (") and
+    assert any(message.startswith("ingest: 3 rows checked, 2013-09-01..2013-09-02, 2 of them in 1 set(s) of "
+                                  "exact copies (") and
                message.endswith(f"writing the new ones into {settings.tables.transactions_path} ...")
                for message in messages)
     again = ingest.run(spark, settings, input_path=path, ingested_at=INGESTED_AT)

@@ -13,9 +13,12 @@ from pipelines.schema import RAW_COLS
 from pipelines.transactions import (
     cast_raw_columns,
     check_raw_values,
+    count_copies,
     max_time_seconds,
     prepare_transactions,
+    repeated_rows,
     with_event_time,
+    with_row_hash,
     with_transaction_id,
 )
 
@@ -71,6 +74,20 @@ def test_ids_do_not_depend_on_row_order_or_partitioning(spark):
     first = with_transaction_id(cast_raw_columns(raw_frame(spark, rows)))
     second = with_transaction_id(cast_raw_columns(raw_frame(spark, list(reversed(rows))).repartition(3)))
     assert_df_equality(first, second, ignore_row_order=True)
+
+
+def test_numbering_only_the_copies_gives_the_ids_numbering_every_row_does(spark):
+    rows = [raw_row("5.0"), raw_row("6.0"), raw_row("5.0"), raw_row("7.0"), raw_row("5.0"), raw_row("6.0"),
+            raw_row("8.0", label="1")]
+    hashed = with_row_hash(cast_raw_columns(raw_frame(spark, rows).repartition(3)))
+    repeated = repeated_rows(hashed)
+    assert count_copies(repeated) == (2, 5)
+    assert sorted(row.copies for row in repeated.collect()) == [2, 3]
+    every_row = with_transaction_id(hashed)
+    copies_only = with_transaction_id(hashed, repeated=repeated)
+    assert copies_only.select("transaction_id").distinct().count() == 7
+    assert_df_equality(copies_only, every_row, ignore_row_order=True)
+    assert count_copies(repeated_rows(with_row_hash(cast_raw_columns(raw_frame(spark, rows[:2]))))) == (0, 0)
 
 
 def test_check_names_missing_columns_and_the_file(spark):
