@@ -38,6 +38,12 @@ class Candidate:
 def _spark_ml(estimator_class: type) -> Callable[..., Any]:
     def make(*, features_col: str, label_col: str, weight_col: str | None, seed: int) -> Any:
         estimator = estimator_class(featuresCol=features_col, labelCol=label_col)
+        if estimator.hasParam("cacheNodeIds"):
+            # Trees: each pass over the rows looks up the node every row is at instead of walking
+            # every tree down to it again (a cached int per row and tree). The same trees to the
+            # last threshold (tests/test_model.py); measured on 50,000 generated rows, 100 trees
+            # of depth 12 fit 1.6-1.9x faster. A grid can still set it (`cacheNodeIds = [false]`).
+            estimator.setCacheNodeIds(True)
         if estimator.hasParam("seed"):
             estimator.setSeed(seed)
         if weight_col:

@@ -39,6 +39,27 @@ def test_trees_take_the_assembled_features_as_they_are(spark):
     assert (forest.getNumTrees(), forest.getSeed(), forest.getLabelCol()) == (7, 3, "Class")
 
 
+@pytest.mark.parametrize("candidate, params", [("random_forest", {"numTrees": 12, "maxDepth": 8}),
+                                               ("gbt", {"maxIter": 5, "maxDepth": 4})])
+def test_trees_cache_each_rows_node_and_grow_the_same_trees_as_without(spark, candidate, params):
+    columns = [F.rand(seed=n).alias(name) for n, name in enumerate(FEATURE_COLS)]
+    rows = spark.range(4000, numPartitions=2).select(*columns)
+    rows = rows.withColumn("Class", ((F.col("V1") + F.col("V2") * F.col("V3") + F.rand(seed=99) / 4) > 0.9)
+                           .cast("double"))
+    cached = build_pipeline(candidate=candidate, params=params, feature_cols=FEATURE_COLS, label_col="Class")
+    assert cached.getStages()[-1].getCacheNodeIds() is True
+    walked = build_pipeline(candidate=candidate, params={**params, "cacheNodeIds": False},
+                            feature_cols=FEATURE_COLS, label_col="Class")
+
+    def trees(pipeline):
+        # toDebugString's first line names the model's uid, which differs between any two fits
+        return pipeline.fit(rows).stages[-1].toDebugString.split("\n", 1)[1]
+
+    cached_trees, walked_trees = trees(cached), trees(walked)
+    assert cached_trees.count("If (feature") > 50
+    assert cached_trees == walked_trees
+
+
 def test_logistic_regression_gets_scaled_features(spark):
     pipeline = build_pipeline(candidate="logistic_regression", params={"regParam": 0.01},
                               feature_cols=FEATURE_COLS, label_col="Class")
