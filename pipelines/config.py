@@ -42,11 +42,21 @@ CONF_DIR = PROJECT_ROOT / "conf"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# The jobs under jobs/, each a `./spark-submit.sh <job>`: [spark.jobs.<job>] holds one's own settings.
+JobName = Literal["generate", "ingest", "label", "monitor", "promote", "retrain", "rollback", "score", "sql", "train"]
+
+
 @dataclass(frozen=True)
 class SparkSettings:
     master: str
     app_name: str
     conf: dict[str, str] = field(default_factory=dict)
+    # Per job, settings that replace [spark.conf]'s for that job's application only.
+    jobs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def for_job(self, job: str | None) -> SparkSettings:
+        """These settings as ``job`` runs with them: its own ``[spark.jobs.<job>]`` over ``conf``."""
+        return replace(self, conf={**self.conf, **self.jobs.get(job, {})}) if job else self
 
 
 @dataclass(frozen=True)
@@ -434,6 +444,7 @@ class _SparkSection(_Section):
     master: _Text
     app_name: _Text = "fraud-scoring"
     conf: dict[str, _SparkValue] = Field(default_factory=dict)  # any Spark key
+    jobs: dict[JobName, dict[str, _SparkValue]] = Field(default_factory=dict)
 
 
 class _TablesSection(_Section):
@@ -586,7 +597,8 @@ def _settings(env: str, file: _ConfigFile, root: Path) -> Settings:
     mlflow, train = file.mlflow, file.train
     return Settings(
         env=env,
-        spark=SparkSettings(master=file.spark.master, app_name=file.spark.app_name, conf=dict(file.spark.conf)),
+        spark=SparkSettings(master=file.spark.master, app_name=file.spark.app_name, conf=dict(file.spark.conf),
+                            jobs={job: dict(conf) for job, conf in file.spark.jobs.items()}),
         tables=TableSettings(
             root=_resolve_path(file.tables.root, root),
             transactions=file.tables.transactions,

@@ -107,11 +107,11 @@ def submit_args(settings: SparkSettings, job: str | None = None, *, class_archiv
     """``spark-submit`` options for an environment: master, name and every ``--conf``.
 
     :param job: named in the application's name (``fraud-scoring score``), as the cluster's
-        and the history server's pages list it.
+        and the history server's pages list it; its ``[spark.jobs.<job>]`` settings apply.
     """
     name = f"{settings.app_name} {job}" if job else settings.app_name
     args = ["--master", settings.master, "--name", name]
-    for key, value in spark_conf(settings, class_archive=class_archive).items():
+    for key, value in spark_conf(settings.for_job(job), class_archive=class_archive).items():
         args += ["--conf", f"{key}={value}"]
     return args
 

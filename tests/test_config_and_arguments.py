@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from typing import get_args
 
 import pytest
 
 from jobs.score import days_to_score
 from pipelines.cli import calendar_date
-from pipelines.config import CONF_DIR, load_settings
+from pipelines.config import CONF_DIR, JobName, load_settings
 from pipelines.errors import ConfigError, InvalidArgumentError
-from pipelines.session import spark_conf
+from pipelines.session import spark_conf, submit_args
 
 
 def test_local_config_points_into_the_project():
@@ -300,6 +301,28 @@ def test_delta_settings_are_always_there_and_jvm_options_are_appended():
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
     assert "-XX:TieredStopAtLevel=1" in conf["spark.driver.extraJavaOptions"]
+
+
+def test_a_jobs_own_spark_settings_apply_to_its_application_only():
+    # The search runs with the JVM's full compiler, the short jobs with its quick one.
+    settings = load_settings("local").spark
+    options = {job: dict(arg.split("=", 1) for arg in submit_args(settings, job)[5::2])["spark.driver.extraJavaOptions"]
+               for job in ("train", "retrain", "score", "ingest")}
+    assert "TieredStopAtLevel" not in options["train"] and "TieredStopAtLevel" not in options["retrain"]
+    assert "-XX:TieredStopAtLevel=1" in options["score"] and "-XX:TieredStopAtLevel=1" in options["ingest"]
+    assert all("-Duser.timezone=UTC" in value for value in options.values())
+    assert settings.for_job(None) == settings and settings.for_job("monitor").conf == settings.conf
+
+
+def test_spark_settings_for_a_job_that_does_not_exist_are_refused(tmp_path):
+    path = local_config_with(tmp_path, ("[spark.jobs.train]", "[spark.jobs.trian]"))
+    with pytest.raises(ConfigError, match=r"trian"):
+        load_settings(path)
+
+
+def test_the_jobs_settings_can_be_given_for_are_the_jobs_there_are():
+    jobs = sorted(path.stem for path in (CONF_DIR.parent / "jobs").glob("*.py") if not path.stem.startswith("_"))
+    assert jobs == sorted(get_args(JobName))
 
 
 @pytest.mark.timezone
