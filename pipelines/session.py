@@ -47,13 +47,17 @@ def spark_conf(settings: SparkSettings, *, class_archive: bool = True) -> dict[s
 
     JVM options from the config file are appended to the base ones (UTC, logging). A driver
     that runs on this machine (not in cluster deploy mode) maps the class-data archive of
-    ``make setup`` when there is one for this JVM and these jars (pipelines/jvm_archive.py).
+    ``make setup`` when there is one for this JVM and these jars (pipelines/jvm_archive.py),
+    and when its class path is the one the archive was written with: entries put before
+    Spark's jars (``spark.driver.extraClassPath``, e.g. conf/standalone.toml's metastore
+    driver) make the JVM refuse the archive with a warning at every start.
     """
     conf = {**BASE_CONF, **DELTA_CONF}
     for key, value in settings.conf.items():
         conf[key] = f"{conf[key]} {value}" if key in _APPENDED and key in conf else value
     option = archive_option(delta_jars()) if class_archive else None
-    if option and conf.get("spark.submit.deployMode", "client") == "client":
+    if (option and conf.get("spark.submit.deployMode", "client") == "client"
+            and not conf.get("spark.driver.extraClassPath")):
         conf["spark.driver.extraJavaOptions"] += f" {option}"
     return conf
 

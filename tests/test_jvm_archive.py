@@ -59,6 +59,10 @@ def test_a_driver_here_maps_the_archive_only_when_there_is_one_for_its_jvm(tmp_p
     on_a_node = replace(local, conf={**local.conf, "spark.submit.deployMode": "cluster"})
     assert "SharedArchiveFile" not in spark_conf(on_a_node)["spark.driver.extraJavaOptions"]
     assert "SharedArchiveFile" not in spark_conf(local)["spark.executor.extraJavaOptions"]
+    # Jars before Spark's on the class path (the standalone config's metastore driver): the
+    # JVM would refuse the archive ("shared class paths mismatch") and warn at every start.
+    with_class_path = replace(local, conf={**local.conf, "spark.driver.extraClassPath": "/opt/jdbc.jar"})
+    assert "SharedArchiveFile" not in spark_conf(with_class_path)["spark.driver.extraJavaOptions"]
 
 
 @pytest.mark.e2e

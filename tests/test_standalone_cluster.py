@@ -153,11 +153,13 @@ def delta_rows(path: Path, day: str | None = None) -> int:
 
 
 def test_ingest_train_promote_score_on_the_cluster_with_the_tracking_server(cluster):
-    ok(submit(cluster, "ingest", "--input", "data/creditcard_sample.csv.gz"))
-    output = ok(submit(cluster, "train"))
-    assert "registered" in output.lower()
-    ok(submit(cluster, "promote"))
-    ok(submit(cluster, "score", "--date", "2013-09-01"))
+    outputs = [ok(submit(cluster, "ingest", "--input", "data/creditcard_sample.csv.gz"))]
+    outputs.append(ok(submit(cluster, "train")))
+    assert "registered" in outputs[-1].lower()
+    outputs.append(ok(submit(cluster, "promote")))
+    outputs.append(ok(submit(cluster, "score", "--date", "2013-09-01")))
+    # The driver's JVM is not offered the class-data archive its class path does not match.
+    assert not [output for output in outputs if "[warning][cds" in output]
     lake = cluster["state"] / "lake"
     assert delta_rows(lake / "scored_transactions", "2013-09-01") == delta_rows(lake / "transactions", "2013-09-01")
 
