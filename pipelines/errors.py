@@ -46,6 +46,11 @@ class ServiceUnavailableError(FraudScoringError):
     exit_code = 3
 
 
+class AccessDeniedError(ConfigError):
+    """The MLflow tracking server refused the job's credentials (HTTP 401) or its user's
+    permission (HTTP 403). Retrying does not help; the credentials or the grants must change."""
+
+
 class PromotionRefusedError(FraudScoringError):
     """The promotion gate refused a version: the champion is unchanged (the decision is recorded).
 

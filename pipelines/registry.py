@@ -7,6 +7,7 @@ loads a version also gets the threshold it was validated with.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,7 +23,13 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
 from pipelines.config import MlflowSettings, limit_requests
-from pipelines.errors import InvalidArgumentError, ModelNotFoundError, ModelNotPortableError, ServiceUnavailableError
+from pipelines.errors import (
+    AccessDeniedError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    ModelNotPortableError,
+    ServiceUnavailableError,
+)
 from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.portable.model import PortableModel
 from pipelines.portable.pyfunc import load_registered
@@ -36,7 +43,8 @@ _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<ver
 
 @contextmanager
 def reaching_mlflow(settings: MlflowSettings) -> Iterator[None]:
-    """Turn "the tracking server cannot be reached" into :class:`ServiceUnavailableError`.
+    """Turn "the tracking server cannot be reached" into :class:`ServiceUnavailableError`,
+    and "it refused the credentials or the permission" into :class:`AccessDeniedError` (exit 2).
 
     Connection refused, a name that does not resolve, a server that does not answer within
     the request timeout, or one that keeps answering 5xx: after the configured retries, one
@@ -51,6 +59,9 @@ def reaching_mlflow(settings: MlflowSettings) -> Iterator[None]:
     try:
         yield
     except (MlflowException, requests.exceptions.RequestException) as exc:
+        denied = _denied(exc)
+        if denied is not None:
+            raise AccessDeniedError(f"the MLflow tracking server at {settings.tracking_uri} {denied}") from exc
         reason = _unreachable(exc)
         if reason is None:
             raise
@@ -69,6 +80,19 @@ def _unreachable(exc: BaseException) -> str | None:
             return type(seen).__name__
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _denied(exc: BaseException) -> str | None:
+    """What the tracking server refused, if it answered 401 (who) or 403 (what they may do)."""
+    if not isinstance(exc, MlflowException) or exc.get_http_status_code() not in (401, 403):
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    who = f"user {user!r}" if user else "no user (MLFLOW_TRACKING_USERNAME is not set)"
+    if exc.get_http_status_code() == 401:
+        return (f"refused the credentials of {who} (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                f"MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to an account of that server")
+    return (f"denied {who} a request (HTTP 403, permission denied): an admin of the server must "
+            f"grant that user the permission on the experiment or the registered model")
 
 
 # The experiment's kind, as the MLflow UI's experiment-type selector writes it: "Machine
@@ -131,8 +155,8 @@ def resolve_model(settings: MlflowSettings, model_uri: str | None = None) -> Mod
             else client.get_model_version(name, version)
         )
     except MlflowException as exc:
-        if _unreachable(exc):
-            raise  # not a missing model: the registry did not answer (see reaching_mlflow)
+        if _unreachable(exc) or _denied(exc):
+            raise  # not a missing model: the registry did not answer or refused (see reaching_mlflow)
         raise ModelNotFoundError(
             f"the registry at {settings.registry_uri} has no {uri} "
             f"({exc.message.splitlines()[0]}); train and register a model first"
