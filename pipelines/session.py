@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 from pipelines.cli import run_main
 from pipelines.config import PROJECT_ROOT, SparkSettings, load_settings
+from pipelines.errors import ConfigError, ServiceUnavailableError
 from pipelines.jvm_archive import archive_option
 
 # Delta Lake's SQL extension and catalog; the jars themselves come from `.jars/` (make setup).
@@ -67,6 +70,60 @@ def delta_jars(jars_dir: Path = JARS_DIR) -> list[str]:
     return sorted(str(path) for path in jars_dir.glob("*.jar"))
 
 
+def check_before_start(settings: SparkSettings, conf: Mapping[str, str]) -> None:
+    """What a session of these settings needs from this machine, checked before its JVM starts.
+
+    Spark itself would find out later and worse: a missing ``spark.archives`` file or event-log
+    folder as a Java stack trace, a class path entry not at all (a missing ``hive-site.xml``
+    silently gives a throw-away metastore), a standalone master that does not answer only
+    after a minute of retries.
+
+    :raises ConfigError: a local file or folder the settings name does not exist (exit 2).
+    :raises ServiceUnavailableError: no ``spark://`` master answers on its port (exit 3).
+    """
+    missing = [
+        (key, path) for key, paths in (
+            ("spark.archives", [entry.split("#", 1)[0] for entry in conf.get("spark.archives", "").split(",")]),
+            ("spark.driver.extraClassPath", conf.get("spark.driver.extraClassPath", "").split(os.pathsep)),
+            ("spark.eventLog.dir", [conf["spark.eventLog.dir"]]
+             if conf.get("spark.eventLog.enabled", "false").lower() == "true" and "spark.eventLog.dir" in conf
+             else []),
+        )
+        for path in (_local_path(entry) for entry in paths) if path is not None and not path.exists()
+    ]
+    if missing:
+        raise ConfigError("; ".join(f"[spark.conf] {key!r} names {path}, which does not exist" for key, path in missing)
+                          + " (for conf/standalone.toml: is the local cluster up? deploy/standalone/cluster.sh up)")
+    if settings.master.startswith("spark://"):
+        _check_masters_answer(settings.master)
+
+
+def _local_path(entry: str) -> Path | None:
+    """The local file an entry names (a plain path or ``file:``), or None (a glob, another scheme)."""
+    entry = entry.strip()
+    if not entry or "*" in entry:
+        return None
+    if entry.startswith("file:"):
+        entry = entry.removeprefix("file:").removeprefix("//")
+    elif "://" in entry:
+        return None
+    return Path(entry)
+
+
+def _check_masters_answer(master: str, timeout: float = 5.0) -> None:
+    """At least one of a ``spark://host:port[,host:port]`` master list accepts a connection."""
+    reasons = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            reasons.append(f"{address}: {getattr(exc, 'strerror', None) or exc}")
+    raise ServiceUnavailableError(f"cannot reach the Spark master at {master} ({'; '.join(reasons)}): "
+                                  f"is the cluster up?")
+
+
 def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> SparkSession:
     """Return the active session, or build one from ``settings``.
 
@@ -84,12 +141,22 @@ def get_spark(settings: SparkSettings, *, jars: Sequence[str] | None = None) -> 
     # may lack this environment's packages (pandas for xgboost and pandas UDFs). PySpark reads
     # only the environment variable for that.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in spark_conf(settings).items():
+    conf = spark_conf(settings)
+    check_before_start(settings, conf)
+    for key, value in conf.items():
         builder = builder.config(key, value)
     jar_files = delta_jars() if jars is None else list(jars)
     if jar_files:
         builder = builder.config("spark.jars", ",".join(jar_files))
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Py4JJavaError as exc:
+        # The session could not start: the cluster gave up on us (a master that accepts the
+        # connection but does not register the application), or a setting the JVM refused.
+        reason = exc.java_exception.toString().splitlines()[0]
+        raise ServiceUnavailableError(
+            f"Spark did not start (master {settings.master}): {reason}; Spark's log above says why "
+            f"(e.g. 'All masters are unresponsive')") from exc
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
@@ -125,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env", default="local")
     parser.add_argument("--job", help="the job the application runs, for its name")
     args = parser.parse_args(argv)
-    print("\n".join(submit_args(load_settings(args.env).spark, args.job)))
+    settings = load_settings(args.env).spark
+    check_before_start(settings, spark_conf(settings.for_job(args.job)))
+    print("\n".join(submit_args(settings, args.job)))
     return 0
 
 
