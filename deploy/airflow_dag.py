@@ -80,7 +80,9 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+    # A job that hangs (a cluster with no worker left: Spark's scheduler waits for one forever)
+    # is stopped and retried instead of holding the night (max_active_runs=1) for good.
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=10), "execution_timeout": timedelta(hours=3)},
     tags=["fraud", "spark"],
 ) as dag:
     # Why a sensor rather than a "15 2 * * *" cron: a cron data interval ends at the cron time,
@@ -121,6 +123,8 @@ with DAG(
         skip_on_exit_code=GATE_REFUSED,
         # A retry would train from the start again; the failure is recorded and the next alert retries.
         retries=0,
+        # The full search on a month of transactions takes hours, not minutes.
+        execution_timeout=timedelta(hours=8),
     )
     no_alert = EmptyOperator(task_id="no_alert")
     wait_until_0215 >> ingest >> score >> monitor >> alert_or_not >> [retrain, no_alert]

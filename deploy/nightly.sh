@@ -12,6 +12,11 @@
 # gate refused the new version; the champion is unchanged, the decision recorded in
 # retrain_triggers and promotions) ends the night like a success. The landing folder can be moved
 # with $FRAUD_LANDING (default s3a://landing/transactions).
+#
+# A job that hangs (a cluster with no worker left: Spark's scheduler waits for one forever) is
+# stopped after $FRAUD_STEP_TIMEOUT (default 3h; retrain $FRAUD_RETRAIN_TIMEOUT, 8h; timeout(1)'s
+# units), SIGTERM to the job's whole process group, SIGKILL a minute later; the step's code is
+# then 124 and the chain stops. A killed job leaves each table as it was (one Delta commit).
 set -u
 
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,16 +27,23 @@ yesterday=$(date -u -d yesterday +%F)
 # Exit codes of the jobs that mean a decision, not a failure (see README "The jobs").
 monitor_alert=6
 gate_refused=4
+step_timeout=${FRAUD_STEP_TIMEOUT:-3h}
+timed_out=124
 
 say() { echo "$(date -u +%FT%TZ) nightly: $*"; }
 
-# step JOB ARGS...: run one job through spark-submit.sh; its status is the job's exit code.
+# step JOB ARGS...: run one job through spark-submit.sh, within its time limit; its status is
+# the job's exit code (124: stopped at the limit).
 step() {
-  local job=$1
+  local job=$1 limit=$step_timeout
   shift
+  [ "$job" = retrain ] && limit=${FRAUD_RETRAIN_TIMEOUT:-8h}
   say "$job started: $job $* --env $env"
-  "$project/spark-submit.sh" "$job" "$@" --env "$env" >> "$logs/$job.log" 2>&1
+  timeout --kill-after=60 "$limit" "$project/spark-submit.sh" "$job" "$@" --env "$env" >> "$logs/$job.log" 2>&1
   local status=$?
+  if [ "$status" -eq "$timed_out" ]; then
+    say "$job stopped: still running after $limit (FRAUD_STEP_TIMEOUT / FRAUD_RETRAIN_TIMEOUT)"
+  fi
   say "$job ended: exit $status"
   return "$status"
 }

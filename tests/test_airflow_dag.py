@@ -115,6 +115,7 @@ def _airflow_runs(dag_file: str) -> dict:
     report["timetable"] = type(scheduler_dag.timetable).__name__
     report["tasks"] = {
         task.task_id: {"downstream": sorted(task.downstream_task_ids), "retries": task.retries,
+                       "timeout_s": task.execution_timeout and task.execution_timeout.total_seconds(),
                        "skip_on_exit_code": sorted(getattr(task, "skip_on_exit_code", None) or [])}
         for task in dag.tasks
     }
@@ -253,6 +254,10 @@ def test_monitor_branches_to_retrain_whose_gate_refusal_is_a_skip_not_a_failure(
     assert tasks["retrain"]["skip_on_exit_code"] == [PromotionRefusedError.exit_code]
     # A retry would train all over again; monitor keeps the DAG's retries.
     assert (tasks["retrain"]["retries"], tasks["monitor"]["retries"]) == (0, 2)
+    # A hung job (no worker left) is stopped: every job has a time limit, retrain's the longest.
+    assert {task_id: task["timeout_s"] for task_id, task in tasks.items()
+            if task_id in ("ingest", "score", "monitor", "retrain")} == {
+        "ingest": 3 * 3600, "score": 3 * 3600, "monitor": 3 * 3600, "retrain": 8 * 3600}
 
     # Airflow runs the DAG (`dag.test`, one manual run per day D, on a throwaway database) with a
     # spark-submit.sh that exits with the code given for its job and day.

@@ -338,16 +338,19 @@ def nightly(tmp_path):
     shutil.copy(PROJECT_ROOT / "deploy" / "nightly.sh", project / "deploy" / "nightly.sh")
     stub = project / "spark-submit.sh"
     stub.write_text('#!/usr/bin/env bash\necho "$*" >> "$(dirname "$0")/calls"\n'
-                    'code="$(dirname "$0")/codes/$1"\necho "$1 ran"\n[ -f "$code" ] && exit "$(cat "$code")"\nexit 0\n')
+                    'code="$(dirname "$0")/codes/$1"\necho "$1 ran"\n'
+                    '[ "$(cat "$code" 2>/dev/null)" = hang ] && exec sleep 600\n'
+                    '[ -f "$code" ] && exit "$(cat "$code")"\nexit 0\n')
     stub.chmod(0o755)
     (project / "codes").mkdir()
 
-    def run(**codes: int) -> SimpleNamespace:
+    def run(**codes: int | str) -> SimpleNamespace:
         for old in [project / "calls", *(project / "codes").iterdir()]:
             old.unlink(missing_ok=True)
         for job, code in codes.items():
             (project / "codes" / job).write_text(str(code))
-        env = {"PATH": os.environ["PATH"], "FRAUD_LOG_DIR": str(tmp_path / "logs"), "FRAUD_LANDING": "landing"}
+        env = {"PATH": os.environ["PATH"], "FRAUD_LOG_DIR": str(tmp_path / "logs"), "FRAUD_LANDING": "landing",
+               "FRAUD_STEP_TIMEOUT": "3s"}
         done = subprocess.run(["bash", str(project / "deploy" / "nightly.sh"), "test"], capture_output=True,
                               text=True, env=env, timeout=30)
         calls = (project / "calls").read_text().splitlines() if (project / "calls").exists() else []
@@ -355,6 +358,13 @@ def nightly(tmp_path):
                                jobs=[call.split()[0] for call in calls], logs=tmp_path / "logs")
 
     return run
+
+
+def test_a_job_that_hangs_is_stopped_at_its_time_limit_and_ends_the_night(nightly):
+    hung = nightly(score="hang")
+    assert hung.code == 124 and hung.jobs == ["ingest", "score"]
+    assert "score stopped: still running after 3s" in hung.out
+    assert subprocess.run(["pgrep", "-f", "exec sleep 600|^sleep 600$"], capture_output=True).returncode == 1
 
 
 def test_nightly_retrains_only_after_an_alert(nightly):
