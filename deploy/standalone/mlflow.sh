@@ -58,6 +58,9 @@ start() {
     || die "PostgreSQL does not answer on $host:$pg_port: run deploy/standalone/postgres.sh start"
   check_passwords
   if [ -z "$(pid_of)" ]; then
+    # Another process on the port would answer our health checks in place of our server.
+    ! (exec 3<> "/dev/tcp/$host/$mlflow_port") 2> /dev/null \
+      || die "$host:$mlflow_port is already in use by another process: stop it or set FRAUD_MLFLOW_PORT"
     launch
   else
     echo "mlflow: already running"
