@@ -74,26 +74,25 @@ def check_before_start(settings: SparkSettings, conf: Mapping[str, str]) -> None
     """What a session of these settings needs from this machine, checked before its JVM starts.
 
     Spark itself would find out later and worse: a missing ``spark.archives`` file or event-log
-    folder as a Java stack trace, a class path entry not at all (a missing ``hive-site.xml``
-    silently gives a throw-away metastore), a standalone master that does not answer only
-    after a minute of retries.
+    folder as a Java stack trace, a class path entry not at all (without the folder that holds
+    ``hive-site.xml``, a Derby metastore is made in the working folder, silently), a standalone
+    master that does not answer only after a minute of retries.
 
     :raises ConfigError: a local file or folder the settings name does not exist (exit 2).
     :raises ServiceUnavailableError: no ``spark://`` master answers on its port (exit 3).
     """
-    missing = [
-        (key, path) for key, paths in (
-            ("spark.archives", [entry.split("#", 1)[0] for entry in conf.get("spark.archives", "").split(",")]),
-            ("spark.driver.extraClassPath", conf.get("spark.driver.extraClassPath", "").split(os.pathsep)),
-            ("spark.eventLog.dir", [conf["spark.eventLog.dir"]]
-             if conf.get("spark.eventLog.enabled", "false").lower() == "true" and "spark.eventLog.dir" in conf
-             else []),
-        )
-        for path in (_local_path(entry) for entry in paths) if path is not None and not path.exists()
-    ]
+    named = {"spark.archives": [entry.split("#", 1)[0] for entry in conf.get("spark.archives", "").split(",")]}
+    # In cluster deploy mode the driver's class path and event log are on a node, not here.
+    if conf.get("spark.submit.deployMode", "client") == "client":
+        named["spark.driver.extraClassPath"] = conf.get("spark.driver.extraClassPath", "").split(os.pathsep)
+        if conf.get("spark.eventLog.enabled", "false").lower() == "true":
+            named["spark.eventLog.dir"] = [conf.get("spark.eventLog.dir", "")]
+    missing = [f"[spark.conf] {key!r} names {path}, which does not exist"
+               for key, entries in named.items() for path in map(_local_path, entries)
+               if path is not None and not path.exists()]
     if missing:
-        raise ConfigError("; ".join(f"[spark.conf] {key!r} names {path}, which does not exist" for key, path in missing)
-                          + " (for conf/standalone.toml: is the local cluster up? deploy/standalone/cluster.sh up)")
+        raise ConfigError("; ".join(missing) + " (for conf/standalone.toml: is the local cluster up? "
+                                               "deploy/standalone/cluster.sh up)")
     if settings.master.startswith("spark://"):
         _check_masters_answer(settings.master)
 

@@ -77,6 +77,10 @@ def test_only_local_paths_are_checked(monkeypatch, cluster_dir, listening_master
             "spark.driver.extraClassPath": "/opt/hive/lib/*", "spark.eventLog.enabled": "false",
             "spark.eventLog.dir": "file:/nowhere"}
     check_before_start(settings, conf)
+    # In cluster deploy mode the driver's class path and event log are on a cluster node.
+    on_a_node = {**spark_conf(settings), "spark.submit.deployMode": "cluster",
+                 "spark.driver.extraClassPath": "/opt/node-only/conf", "spark.eventLog.dir": "file:/node-only"}
+    check_before_start(settings, on_a_node)
     # The local config names none of these; its master is local[*].
     local = load_settings("local").spark
     check_before_start(local, spark_conf(local))
