@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
 import jobs.ingest as ingest
+from pipelines.clock import utc_now
 from pipelines.config import PROJECT_ROOT, load_settings, with_state_in
 from pipelines.model import build_pipeline, fraud_probability
 from pipelines.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
@@ -31,7 +31,7 @@ def main(folder: Path) -> None:
     rows = folder / "rows.csv"
     with gzip.open(SAMPLE, "rt") as sample:  # the header and every 9th row: both days, some frauds
         rows.write_text(next(sample) + "".join(islice(sample, 0, None, 9)))
-    ingest.run(spark, settings, input_path=str(rows), ingested_at=datetime.now(timezone.utc))
+    ingest.run(spark, settings, input_path=str(rows), ingested_at=utc_now())
 
     path = settings.tables.transactions_path
     transactions = read_version(spark, path, current_version(spark, path))

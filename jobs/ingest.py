@@ -15,13 +15,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import Settings, load_settings
 from pipelines.session import get_spark
 from pipelines.tables import (
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings(args.env)
     spark = get_spark(settings.spark)
-    run(spark, settings, input_path=args.input, ingested_at=datetime.now(timezone.utc))
+    run(spark, settings, input_path=args.input, ingested_at=utc_now())
     publish(spark, settings)
     return 0
 

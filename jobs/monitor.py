@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from pyspark.sql import SparkSession
 
 from jobs.score import days_to_score
 from pipelines.catalog import publish
 from pipelines.cli import calendar_date, job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import Settings, load_settings
 from pipelines.monitoring.monitor import DayResult, monitor_day, scored_days, stale_days
 from pipelines.monitoring.tables import ALERT, ALERT_EXIT_CODE
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also monitor every scored day without an up-to-date verdict (never monitored, "
                              "rescored, or relabelled); without --date, only those")
     args = parser.parse_args(argv)
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     days = days_to_score(args, now.date())
     named = bool(args.date or args.start_date)
     settings = load_settings(args.env)

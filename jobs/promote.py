@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pyspark.sql import SparkSession
 
 from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, PromotionRefusedError
 from pipelines.promotion import (
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark = get_spark(settings.spark)
         decision, _ = run(spark, settings, candidate=candidate, dry_run=args.dry_run,
                           force_reason=args.reason.strip() if args.force else None,
-                          decided_at=datetime.now(timezone.utc))
+                          decided_at=utc_now())
         publish(spark, settings)
     if decision == REFUSED:
         raise PromotionRefusedError(

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from pyspark.sql import SparkSession
 
 from jobs import promote, train
 from pipelines.catalog import publish
 from pipelines.cli import calendar_date, git_commit, job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import PROJECT_ROOT, Settings, load_settings
 from pipelines.errors import FraudScoringError, PromotionRefusedError
 from pipelines.monitoring.retrain import (
@@ -45,10 +46,6 @@ from pipelines.registry import alias_holder, configure_mlflow, reaching_mlflow, 
 from pipelines.session import get_spark
 from pipelines.tables import append_rows
 from pipelines.training import check_train_settings
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def run(

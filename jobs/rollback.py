@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.catalog import publish
 from pipelines.cli import job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError
 from pipelines.promotion import FORCED, PROMOTED, PROMOTIONS_SCHEMA, ROLLED_BACK, decision_row
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with reaching_mlflow(settings.mlflow):
         configure_mlflow(settings.mlflow)
         spark = get_spark(settings.spark)
-        before, after = run(spark, settings, reason=args.reason.strip(), decided_at=datetime.now(timezone.utc))
+        before, after = run(spark, settings, reason=args.reason.strip(), decided_at=utc_now())
         publish(spark, settings)
     print(f"rollback: the champion of {settings.mlflow.model_name} is version {after} again (was {before})")
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pyspark.ml import Transformer
@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from pipelines.catalog import publish
 from pipelines.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
 from pipelines.cli import calendar_date, job_parser, log, run_main
+from pipelines.clock import utc_now
 from pipelines.config import Settings, load_settings
 from pipelines.errors import InvalidArgumentError, NoDataError
 from pipelines.schema import TXN_DATE
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "a challenger's scores beside the champion's")
     args = parser.parse_args(argv)
     check_modes(args)
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     days = days_to_score(args, now.date())
     named = bool(args.date or args.start_date)
     settings = load_settings(args.env)

@@ -3,14 +3,23 @@ MLflow store into a temporary folder."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from pipelines.clock import NOW_VARIABLE
 from pipelines.config import PROJECT_ROOT, Settings, load_settings, with_state_in
 from pipelines.session import get_spark
+
+# Every job reads the clock through pipelines.clock.utc_now. The suite fixes that instant here,
+# for itself and for every job it starts as a process, so that no test's outcome depends on the
+# day the suite runs (a seven-day cool-down once ran out under a test that used the real clock).
+FIXED_NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+os.environ[NOW_VARIABLE] = FIXED_NOW.isoformat()
 
 SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 

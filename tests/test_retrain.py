@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs import ingest, promote, retrain, train
 from pipelines.cli import run_main
+from pipelines.clock import NOW_VARIABLE
 from pipelines.config import PROJECT_ROOT
 from pipelines.errors import ServiceUnavailableError
 from pipelines.monitoring.retrain import (
@@ -43,11 +44,11 @@ from pipelines.monitoring.tables import ALERT, ALERT_EXIT_CODE, OK, VERDICT_SCHE
 from pipelines.promotion import PROMOTED
 from pipelines.registry import configure_mlflow, resolve_model
 from pipelines.tables import append_rows
-from tests.conftest import SAMPLE_CSV, quick_settings_in
+from tests.conftest import FIXED_NOW, SAMPLE_CSV, quick_settings_in
 from tests.test_end_to_end import INGESTED_AT
 
 UTC = timezone.utc
-NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+NOW = FIXED_NOW  # what the jobs read as now (tests/conftest.py)
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)
 
 
@@ -298,7 +299,6 @@ def test_an_alert_retrains_and_promotes_through_the_gate_then_the_next_alert_is_
 ):
     settings = registry.settings
     write_verdicts(spark, settings, [(DAY2, registry.champion, ALERT, ["recall below 0.7 (0.41 to 0.55)"], NOW)])
-    started = datetime.now(UTC)
     assert run_retrain(monkeypatch, spark, settings, "--date", "2013-09-02") == 0
     [row] = triggers(spark, settings)
     assert (row.action, row.alert_txn_date, row.alert_model_version, row.alert_reasons) == (
@@ -308,7 +308,7 @@ def test_an_alert_retrains_and_promotes_through_the_gate_then_the_next_alert_is_
     assert (row.champion_before, row.trained_version, row.promote_decision, row.promote_exit_code,
             row.champion_after) == (registry.champion, new_version, PROMOTED, 0, new_version)
     assert row.cool_down_until is None and row.detail == f"version {new_version} promoted by the gate"
-    assert started.strftime("%Y-%m-%dT%H:%M:%S") <= row.triggered_at <= row.finished_at
+    assert NOW.strftime("%Y-%m-%dT%H:%M:%S") <= row.triggered_at <= row.finished_at
     # The registry and the promotions table agree: the gate decided, and the champion moved.
     assert champion_now(settings) == new_version
     gate = (spark.read.format("delta").load(settings.tables.promotions_path)
@@ -316,7 +316,8 @@ def test_an_alert_retrains_and_promotes_through_the_gate_then_the_next_alert_is_
     assert [(decision.decision, decision.gate_passed, decision.champion_before) for decision in gate] == [
         (PROMOTED, True, registry.champion)]
 
-    # The next alert (no --date: the newest, day 2 again) is held off for the cool-down.
+    # The next alert (no --date: the newest, day 2 again), an hour later, is held off for the cool-down.
+    monkeypatch.setenv(NOW_VARIABLE, (NOW + timedelta(hours=1)).isoformat())
     assert run_retrain(monkeypatch, spark, settings) == 0
     first, second = read_triggers(spark, str(retrains_table(settings)), model_name="fraud_detector")
     assert second.action == SKIPPED_COOL_DOWN and first.action == RETRAINED
@@ -349,7 +350,7 @@ def nightly(tmp_path):
             old.unlink(missing_ok=True)
         for job, code in codes.items():
             (project / "codes" / job).write_text(str(code))
-        env = {"PATH": os.environ["PATH"], "FRAUD_LOG_DIR": str(tmp_path / "logs"), "FRAUD_LANDING": "landing",
+        env = {"PATH": os.environ["PATH"], NOW_VARIABLE: NOW.isoformat(), "FRAUD_LOG_DIR": str(tmp_path / "logs"), "FRAUD_LANDING": "landing",
                "FRAUD_STEP_TIMEOUT": "3s"}
         done = subprocess.run(["bash", str(project / "deploy" / "nightly.sh"), "test"], capture_output=True,
                               text=True, env=env, timeout=30)
@@ -368,7 +369,7 @@ def test_a_job_that_hangs_is_stopped_at_its_time_limit_and_ends_the_night(nightl
 
 
 def test_nightly_retrains_only_after_an_alert(nightly):
-    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    yesterday = (NOW - timedelta(days=1)).date().isoformat()
     ok = nightly()
     assert ok.code == 0 and ok.jobs == ["ingest", "score", "monitor"]
     assert ok.calls == [f"ingest --input landing/{yesterday}.csv.gz --env test", "score --catch-up --env test",

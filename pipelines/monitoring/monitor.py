@@ -110,8 +110,10 @@ def scored_days(spark: SparkSession, settings: Settings, days: list[date]) -> di
     return found
 
 
-def baseline_for(spark: SparkSession, settings: Settings, model_name: str, model_version: str) -> Baseline:
-    """The version's stored baseline, or (first monitoring run) one built from its fitted rows and stored.
+def baseline_for(spark: SparkSession, settings: Settings, model_name: str, model_version: str, *,
+                 created_at: datetime) -> Baseline:
+    """The version's stored baseline, or (first monitoring run) one built from its fitted rows and stored
+    (``created_at`` is when).
 
     :raises ModelNotFoundError: the registry has no such version, or it carries no lineage.
     :raises NoDataError: its training rows cannot be read at the pinned version any more.
@@ -128,7 +130,7 @@ def baseline_for(spark: SparkSession, settings: Settings, model_name: str, model
              fitted.table_version, ", ".join(d.isoformat() for d in fitted.days) if fitted.days else "every day")
     baseline = build_baseline(spark, ref, fitted, portable, bins=settings.monitor.bins,
                               psi_bins=settings.monitor.psi_bins)
-    save_baseline(spark, path, baseline, datetime.now().astimezone())
+    save_baseline(spark, path, baseline, created_at)
     return baseline
 
 
@@ -225,7 +227,7 @@ def _performance(settings: Settings, scored: ScoredDay, cells: Cells, history: H
 
 def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, computed_at: datetime) -> DayResult:
     """Monitor one scored day (see the module docstring); return its verdict."""
-    baseline = baseline_for(spark, settings, scored.model_name, scored.model_version)
+    baseline = baseline_for(spark, settings, scored.model_name, scored.model_version, created_at=computed_at)
     transactions_day = read_version(spark, settings.tables.transactions_path, scored.source_table_version).filter(
         F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
     scored_rows = spark.read.format("delta").load(settings.tables.scored_path).filter(

@@ -1,0 +1,36 @@
+"""The one place a job reads the clock: pipelines.clock.utc_now, and the instant that fixes it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipelines.clock import NOW_VARIABLE, utc_now
+from pipelines.errors import ConfigError
+from tests.conftest import FIXED_NOW
+
+
+def test_the_suite_runs_every_job_at_one_fixed_instant():
+    assert utc_now() == FIXED_NOW
+
+
+def test_a_fixed_instant_in_another_zone_is_the_same_instant_in_utc(monkeypatch):
+    monkeypatch.setenv(NOW_VARIABLE, "2026-11-24T22:00:00-05:00")
+    assert utc_now() == datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+    assert utc_now().tzinfo == timezone.utc
+
+
+def test_without_a_fixed_instant_it_is_the_clock_in_utc(monkeypatch):
+    monkeypatch.delenv(NOW_VARIABLE)
+    before = datetime.now(timezone.utc)
+    now = utc_now()
+    assert now.tzinfo == timezone.utc and before <= now <= before + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("text", ["2026-11-25T03:00:00", "tomorrow", "2026-13-01T00:00:00+00:00"])
+def test_a_fixed_instant_without_an_offset_or_unparseable_is_a_config_error(monkeypatch, text):
+    monkeypatch.setenv(NOW_VARIABLE, text)
+    with pytest.raises(ConfigError, match=NOW_VARIABLE) as raised:
+        utc_now()
+    assert repr(text) in str(raised.value)
