@@ -12,12 +12,12 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo cluster-demo cluster-up cluster-down test lint ui serve bench bench-generate bench-serve clean-state clean
+.PHONY: setup demo cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-serve clean-state clean
 
-# The driver JVM's class-data archive (pipelines/jvm_archive.py): written once per JVM and
+# The driver JVM's class-data archive (pipelines/core/jvm_archive.py): written once per JVM and
 # pyspark, about a minute; each job then starts about 3 s sooner. Without it jobs still run.
 setup: $(VENV)/.installed .jars/.fetched
-	@if [ -f jobs/_class_archive.py ]; then $(PY) -m pipelines.jvm_archive \
+	@if [ -f jobs/_class_archive.py ]; then $(PY) -m pipelines.core.jvm_archive_build \
 	  || echo "make setup: no class-data archive written; jobs run, starting about 3 s slower" >&2; fi
 
 $(VENV)/.installed: setup.py constraints.txt
@@ -74,6 +74,11 @@ lint: setup
 test: setup lint $(AIRFLOW_VENV)/.installed
 	$(VENV)/bin/pytest
 	TZ=NST+3:30 $(VENV)/bin/pytest -m timezone -p no:cacheprovider -q
+
+# The quick loop while changing code: every test that needs no JVM and no server beyond one it
+# starts on loopback (tests/conftest.py marks the others `jvm`); about a minute on 2 cores.
+test-quick: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not jvm" -q -p no:cacheprovider
 
 # Speed (issue #12): score, ingest and train against their baselines in the same run (the commit
 # before the speed work, Spark ML's transform, the scorer in one process); prints one table.

@@ -12,13 +12,13 @@ setup(
     description="Credit-card fraud model: Spark ML training to MLflow, nightly scoring into Delta.",
     python_requires=">=3.10",
     packages=find_packages(include=["pipelines", "pipelines.*", "jobs", "jobs.*"]),
-    # What scoring with the portable form needs (pipelines.portable, pipelines.serving's core):
+    # What scoring with the portable form needs (pipelines.model.portable, pipelines.serving's core):
     # no Spark, no Java. The batch jobs add [batch]; the REST service adds [serve].
     install_requires=[
         "mlflow==3.17.2",
         # XGBoost's CPU-only build: the same `xgboost` module without the CUDA libraries.
         "xgboost-cpu==3.2.0",
-        # Compiles the portable scorer's tree walk (pipelines/portable/trees.py): by measurement
+        # Compiles the portable scorer's tree walk (pipelines/model/portable/trees.py): by measurement
         # the fastest of numpy, treelite's GTIL and Spark itself (benchmarks/tree_kernels.py).
         "numba==0.68.1",
         # Imported directly; pinned, with everything else, by constraints.txt.

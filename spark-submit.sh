@@ -38,7 +38,7 @@ jar_files=("$here"/.jars/*.jar)
 [ ${#jar_files[@]} -gt 0 ] || die "the Delta Lake jars are not in $here/.jars: run 'make setup'"
 jars=$(IFS=,; echo "${jar_files[*]}")
 
-submit_args=$(cd "$here" && "$python" -m pipelines.session --env "$env" --job "$job") || exit $?
+submit_args=$(cd "$here" && "$python" -m pipelines.core.session --env "$env" --job "$job") || exit $?
 mapfile -t submit_args <<< "$submit_args"
 
 # The project's code, for executors that do not have it installed (a real cluster). The

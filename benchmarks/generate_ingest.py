@@ -30,10 +30,10 @@ from pyspark.sql import functions as F  # noqa: E402
 
 import jobs.generate as generate_job  # noqa: E402
 from jobs import ingest  # noqa: E402
-from pipelines.config import load_settings, with_state_in  # noqa: E402
-from pipelines.generator import REAL_FRAUD_RATE, fidelity_report  # noqa: E402
-from pipelines.schema import LABEL_COL, RAW_COLS  # noqa: E402
-from pipelines.session import get_spark  # noqa: E402
+from pipelines.core.config import load_settings, with_state_in  # noqa: E402
+from pipelines.core.session import get_spark  # noqa: E402
+from pipelines.data.generator import REAL_FRAUD_RATE, fidelity_report  # noqa: E402
+from pipelines.data.schema import LABEL_COL, RAW_COLS  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

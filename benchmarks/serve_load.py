@@ -53,7 +53,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from pipelines.schema import FEATURE_COLS  # noqa: E402
+from pipelines.data.schema import FEATURE_COLS  # noqa: E402
 
 try:  # uvicorn[standard] brings uvloop: a cheaper client, and timers that wake on time
     from uvloop import run
@@ -286,8 +286,8 @@ def log_spark_only(version: str, folder: Path) -> str:
     """The version's Spark PipelineModel logged again with the spark flavor only; its model URI."""
     import mlflow.spark
 
-    from pipelines.config import load_settings
-    from pipelines.session import get_spark
+    from pipelines.core.config import load_settings
+    from pipelines.core.session import get_spark
 
     spark = get_spark(replace(load_settings("local").spark, master="local[2]"))
     try:

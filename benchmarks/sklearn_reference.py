@@ -26,8 +26,8 @@ from xgboost import XGBClassifier
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from pipelines.evaluation import SCORE_DECIMALS, ScoreCurve, average_precision_interval  # noqa: E402
-from pipelines.schema import FEATURE_COLS, LABEL_COL  # noqa: E402
+from pipelines.data.schema import FEATURE_COLS, LABEL_COL  # noqa: E402
+from pipelines.model.evaluation import SCORE_DECIMALS, ScoreCurve, average_precision_interval  # noqa: E402
 
 SAMPLE = PROJECT / "data" / "creditcard_sample.csv.gz"
 DAY = 86_400

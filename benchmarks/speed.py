@@ -226,13 +226,13 @@ def warm(conf: str, day: str) -> None:
     import numpy as np
     from pyspark.sql import functions as F
 
-    from pipelines.config import load_settings
-    from pipelines.portable.pyfunc import load_registered
-    from pipelines.registry import configure_mlflow, load_model, resolve_model
-    from pipelines.schema import FEATURE_COLS, TXN_DATE
-    from pipelines.scoring import score
-    from pipelines.session import get_spark
-    from pipelines.tables import current_version, read_version
+    from pipelines.core.config import load_settings
+    from pipelines.core.session import get_spark
+    from pipelines.data.schema import FEATURE_COLS, TXN_DATE
+    from pipelines.data.tables import current_version, read_version
+    from pipelines.model.portable.pyfunc import load_registered
+    from pipelines.model.registry import configure_mlflow, load_model, resolve_model
+    from pipelines.scoring.batch import score
 
     settings = load_settings(conf)
     spark = get_spark(settings.spark)
@@ -291,10 +291,10 @@ def train_ensemble(conf: str) -> None:
     choose one of its members (XGBoost did, 2026-11-26). Everything else is the job's own code."""
     sys.path.insert(0, str(PROJECT))
     import jobs.train
-    import pipelines.tracking
-    from pipelines.model import ENSEMBLE
+    import pipelines.training.tracking
+    from pipelines.model.stages import ENSEMBLE
 
-    pipelines.tracking.best_candidate = lambda results: ENSEMBLE
+    pipelines.training.tracking.best_candidate = lambda results: ENSEMBLE
     jobs.train.main(["--env", conf])
 
 

@@ -27,10 +27,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 import jobs.generate as generate_job  # noqa: E402
 from jobs import ingest, train  # noqa: E402
-from pipelines.config import load_settings, with_state_in  # noqa: E402
-from pipelines.generator import REAL_FRAUD_RATE  # noqa: E402
-from pipelines.registry import configure_mlflow  # noqa: E402
-from pipelines.session import get_spark  # noqa: E402
+from pipelines.core.config import load_settings, with_state_in  # noqa: E402
+from pipelines.core.session import get_spark  # noqa: E402
+from pipelines.data.generator import REAL_FRAUD_RATE  # noqa: E402
+from pipelines.model.registry import configure_mlflow  # noqa: E402
 
 
 def main() -> int:

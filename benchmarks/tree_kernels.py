@@ -39,14 +39,14 @@ from pyspark.ml import PipelineModel  # noqa: E402
 from treelite import gtil  # noqa: E402
 from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, TreeAnnotation  # noqa: E402
 
-from pipelines.config import load_settings  # noqa: E402
-from pipelines.model import build_pipeline, fraud_probability  # noqa: E402
-from pipelines.portable.decision import Decision  # noqa: E402
-from pipelines.portable.model import PARITY_TOLERANCE, PortableModel  # noqa: E402
-from pipelines.portable.stages import Forest  # noqa: E402
-from pipelines.portable.trees import TreeArrays  # noqa: E402
-from pipelines.schema import FEATURE_COLS, LABEL_COL  # noqa: E402
-from pipelines.session import get_spark  # noqa: E402
+from pipelines.core.config import load_settings  # noqa: E402
+from pipelines.core.session import get_spark  # noqa: E402
+from pipelines.data.schema import FEATURE_COLS, LABEL_COL  # noqa: E402
+from pipelines.model.portable.decision import Decision  # noqa: E402
+from pipelines.model.portable.model import PARITY_TOLERANCE, PortableModel  # noqa: E402
+from pipelines.model.portable.stages import Forest  # noqa: E402
+from pipelines.model.portable.trees import TreeArrays  # noqa: E402
+from pipelines.model.stages import build_pipeline, fraud_probability  # noqa: E402
 
 SAMPLE = PROJECT / "data" / "creditcard_sample.csv.gz"
 # Node indices per numpy step (rows x trees): 2^16 was quickest of 2^14..2^20 on 500 trees.
@@ -55,7 +55,7 @@ NUMPY_CHUNK_ELEMENTS = 1 << 16
 NUMBA_PROBE = """import sys, time
 t = [time.perf_counter()]
 import numpy as np
-from pipelines.portable.model import PortableModel
+from pipelines.model.portable.model import PortableModel
 t.append(time.perf_counter()); model = PortableModel.load(sys.argv[1]); t.append(time.perf_counter())
 x = np.load(sys.argv[2]); t.append(time.perf_counter())
 for _ in range(2): model.sample_probability(x); t.append(time.perf_counter())

@@ -14,7 +14,7 @@ setting says. The commands are templated from ``data_interval_start``; a schedul
 backfill of D (``airflow backfill create --from-date D --to-date D``) and a cleared run of D all
 score D, and scoring replaces the day. A scheduled run also passes ``--catch-up``: the same
 commit rescores every day whose rows changed after it was scored (a late file, a file spanning
-two days; see pipelines/catch_up.py). A backfill or a manual run scores its day alone.
+two days; see pipelines/scoring/catch_up.py). A backfill or a manual run scores its day alone.
 
 The run for D is created at D+1 00:00 UTC, when its interval ends; the first task waits until
 02:15 UTC so that the day's file has landed (see ``FILE_LANDS_AFTER``).

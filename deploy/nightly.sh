@@ -23,7 +23,7 @@ project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 env=${1:-cluster}
 logs=${FRAUD_LOG_DIR:-/var/log/fraud-scoring}
 landing=${FRAUD_LANDING:-s3a://landing/transactions}
-# The night's instant: FRAUD_SCORING_NOW (what the jobs read too, pipelines/clock.py) or the clock.
+# The night's instant: FRAUD_SCORING_NOW (what the jobs read too, pipelines/core/clock.py) or the clock.
 if [ -n "${FRAUD_SCORING_NOW:-}" ]; then
   now_epoch=$(date -u -d "$FRAUD_SCORING_NOW" +%s) || { echo "nightly: FRAUD_SCORING_NOW=$FRAUD_SCORING_NOW is no instant" >&2; exit 2; }
 else

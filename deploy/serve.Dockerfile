@@ -36,7 +36,7 @@ RUN groupadd --system --gid 10001 fraud \
       --shell /usr/sbin/nologin fraud
 
 COPY --from=build /opt/venv /opt/venv
-# pipelines.config finds conf/<env>.toml under FRAUD_PROJECT_ROOT (the package itself sits
+# pipelines.core.config finds conf/<env>.toml under FRAUD_PROJECT_ROOT (the package itself sits
 # in the venv's site-packages, not next to conf/).
 WORKDIR /opt/fraud-serve
 COPY conf conf

@@ -1,4 +1,4 @@
-"""What the driver's class-data archive is written from (``python -m pipelines.jvm_archive``
+"""What the driver's class-data archive is written from (``python -m pipelines.core.jvm_archive_build``
 runs it under spark-submit; not a job of the nightly schedule).
 
 The jobs' own steps on a few hundred rows of the real sample, in a temporary folder: ingest
@@ -14,13 +14,13 @@ from itertools import islice
 from pathlib import Path
 
 import jobs.ingest as ingest
-from pipelines.clock import utc_now
-from pipelines.config import PROJECT_ROOT, load_settings, with_state_in
-from pipelines.model import build_pipeline, fraud_probability
-from pipelines.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
-from pipelines.score_checks import check_model_input
-from pipelines.session import get_spark
-from pipelines.tables import current_version, read_version, replace_days, rows_per_day
+from pipelines.core.clock import utc_now
+from pipelines.core.config import PROJECT_ROOT, load_settings, with_state_in
+from pipelines.core.session import get_spark
+from pipelines.data.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
+from pipelines.data.tables import current_version, read_version, replace_days, rows_per_day
+from pipelines.model.stages import build_pipeline, fraud_probability
+from pipelines.scoring.checks import check_model_input
 
 SAMPLE = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 

@@ -6,7 +6,7 @@
 
 The files (``synthetic-day-001.csv``, ...) are in the dataset's own format and are ingested as
 the real file is (``./spark-submit.sh ingest --input /tmp/synthetic/synthetic-day-001.csv``).
-They are generated, not real: see :mod:`pipelines.generator` for what is fitted and how.
+They are generated, not real: see :mod:`pipelines.data.generator` for what is fitted and how.
 Every argument is checked before Spark starts; a bad one stops the job with a clear message.
 """
 
@@ -22,10 +22,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines.cli import calendar_date, job_parser, log, run_main
-from pipelines.config import PROJECT_ROOT, Settings, load_settings
-from pipelines.errors import InvalidArgumentError
-from pipelines.generator import (
+from pipelines.core.cli import calendar_date, job_parser, log, run_main
+from pipelines.core.config import PROJECT_ROOT, Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.core.session import get_spark
+from pipelines.data.generator import (
     MANIFEST_FILE,
     REAL_FRAUD_RATE,
     REAL_ROWS_PER_DAY,
@@ -37,9 +38,8 @@ from pipelines.generator import (
     parse_drift,
     write_daily_csv,
 )
-from pipelines.session import get_spark
-from pipelines.tables import read_csv_as_strings
-from pipelines.transactions import cast_raw_columns, check_raw_values
+from pipelines.data.tables import read_csv_as_strings
+from pipelines.data.transactions import cast_raw_columns, check_raw_values
 
 DEFAULT_SAMPLE = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 DEFAULT_SEED = 20130901

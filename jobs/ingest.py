@@ -20,19 +20,19 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines.catalog import publish
-from pipelines.cli import job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
-from pipelines.session import get_spark
-from pipelines.tables import (
+from pipelines.core.cli import job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.data.tables import (
     insert_new_transactions,
     persisted,
     read_csv_as_strings,
     read_csv_with_schema,
     reading_input,
 )
-from pipelines.transactions import (
+from pipelines.data.transactions import (
     MAX_REPEATED_TO_BROADCAST,
     check_header,
     check_values,

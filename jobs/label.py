@@ -18,13 +18,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines.catalog import publish
-from pipelines.cli import job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
+from pipelines.core.cli import job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.data.tables import current_version, read_version, reading_input
 from pipelines.monitoring.labels import LabelChanges, check_label_file, merge_labels
-from pipelines.session import get_spark
-from pipelines.tables import current_version, read_version, reading_input
 
 
 def run(spark: SparkSession, settings: Settings, *, file: str, labelled_at: datetime) -> LabelChanges:

@@ -24,14 +24,14 @@ from datetime import date, datetime
 from pyspark.sql import SparkSession
 
 from jobs.score import days_to_score
-from pipelines.catalog import publish
-from pipelines.cli import calendar_date, job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
+from pipelines.core.cli import calendar_date, job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.model.registry import configure_mlflow, reaching_mlflow
 from pipelines.monitoring.monitor import DayResult, monitor_day, scored_days, stale_days
 from pipelines.monitoring.tables import ALERT, ALERT_EXIT_CODE
-from pipelines.registry import configure_mlflow, reaching_mlflow
-from pipelines.session import get_spark
 
 
 def run(spark: SparkSession, settings: Settings, *, days: list[date], computed_at: datetime) -> list[DayResult]:

@@ -18,12 +18,14 @@ from datetime import datetime
 
 from pyspark.sql import SparkSession
 
-from pipelines.catalog import publish
-from pipelines.cli import job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
-from pipelines.errors import InvalidArgumentError, PromotionRefusedError
-from pipelines.promotion import (
+from pipelines.core.cli import job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError, PromotionRefusedError
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.data.tables import append_rows
+from pipelines.lifecycle.promotion import (
     DRY_RUN,
     FORCED,
     PROMOTED,
@@ -33,7 +35,8 @@ from pipelines.promotion import (
     decision_row,
     run_gate,
 )
-from pipelines.registry import (
+from pipelines.model.ref import ModelRef
+from pipelines.model.registry import (
     alias_holder,
     configure_mlflow,
     load_model,
@@ -43,9 +46,6 @@ from pipelines.registry import (
     run_metrics,
     version_tags,
 )
-from pipelines.scoring import ModelRef
-from pipelines.session import get_spark
-from pipelines.tables import append_rows
 
 
 def run(

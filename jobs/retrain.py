@@ -26,11 +26,15 @@ from datetime import date, datetime
 from pyspark.sql import SparkSession
 
 from jobs import promote, train
-from pipelines.catalog import publish
-from pipelines.cli import calendar_date, git_commit, job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import PROJECT_ROOT, Settings, load_settings
-from pipelines.errors import FraudScoringError, PromotionRefusedError
+from pipelines.core.cli import calendar_date, git_commit, job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import PROJECT_ROOT, Settings, load_settings
+from pipelines.core.errors import FraudScoringError, PromotionRefusedError
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.data.tables import append_rows
+from pipelines.lifecycle.promotion import PROMOTED, REFUSED
+from pipelines.model.registry import alias_holder, configure_mlflow, reaching_mlflow, resolve_model
 from pipelines.monitoring.retrain import (
     FAILED,
     RETRAINED,
@@ -41,11 +45,7 @@ from pipelines.monitoring.retrain import (
     find_alert,
     read_triggers,
 )
-from pipelines.promotion import PROMOTED, REFUSED
-from pipelines.registry import alias_holder, configure_mlflow, reaching_mlflow, resolve_model
-from pipelines.session import get_spark
-from pipelines.tables import append_rows
-from pipelines.training import check_train_settings
+from pipelines.training.search import check_train_settings
 
 
 def run(

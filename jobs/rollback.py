@@ -16,15 +16,15 @@ from datetime import datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.catalog import publish
-from pipelines.cli import job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
-from pipelines.errors import InvalidArgumentError
-from pipelines.promotion import FORCED, PROMOTED, PROMOTIONS_SCHEMA, ROLLED_BACK, decision_row
-from pipelines.registry import alias_holder, configure_mlflow, point_alias, reaching_mlflow
-from pipelines.session import get_spark
-from pipelines.tables import append_rows, is_delta_table
+from pipelines.core.cli import job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import publish
+from pipelines.data.tables import append_rows, is_delta_table
+from pipelines.lifecycle.promotion import FORCED, PROMOTED, PROMOTIONS_SCHEMA, ROLLED_BACK, decision_row
+from pipelines.model.registry import alias_holder, configure_mlflow, point_alias, reaching_mlflow
 
 
 def previous_champion(spark: SparkSession, promotions_path: str, current: str) -> str | None:

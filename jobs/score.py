@@ -27,16 +27,14 @@ from pyspark.ml import Transformer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.catalog import publish
-from pipelines.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
-from pipelines.cli import calendar_date, job_parser, log, run_main
-from pipelines.clock import utc_now
-from pipelines.config import Settings, load_settings
-from pipelines.errors import InvalidArgumentError, NoDataError
-from pipelines.schema import TXN_DATE
-from pipelines.score_checks import check_model_input
-from pipelines.session import get_spark, starting_spark
-from pipelines.tables import (
+from pipelines.core.cli import calendar_date, job_parser, log, run_main
+from pipelines.core.clock import utc_now
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError, NoDataError
+from pipelines.core.session import get_spark, starting_spark
+from pipelines.data.catalog import publish
+from pipelines.data.schema import TXN_DATE
+from pipelines.data.tables import (
     current_version,
     enable_change_feed,
     read_version,
@@ -44,12 +42,14 @@ from pipelines.tables import (
     replace_model_days,
     rows_per_day,
 )
+from pipelines.scoring.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
+from pipelines.scoring.checks import check_model_input
 
 # MLflow, XGBoost and the scorer take about 2 s to import: main() imports them while Spark
-# starts (pipelines.session.starting_spark), run() where it needs them.
+# starts (pipelines.core.session.starting_spark), run() where it needs them.
 if TYPE_CHECKING:
-    from pipelines.portable.model import PortableModel
-    from pipelines.scoring import ModelRef
+    from pipelines.model.portable.model import PortableModel
+    from pipelines.model.ref import ModelRef
 
 
 def run(
@@ -75,11 +75,11 @@ def run(
         version's rows of ``days`` (other versions' scores of those days stay).
     :param source_version: the version of ``transactions`` to read (default: the newest).
     :param catch_up: the commit vouches that every change up to ``source_version`` is scored
-        (see pipelines/catch_up.py); only a catch-up run may say so.
+        (see pipelines/scoring/catch_up.py); only a catch-up run may say so.
     """
-    from pipelines.portable.model import PortableModel
-    from pipelines.registry import load_scorer
-    from pipelines.scoring import score
+    from pipelines.model.portable.model import PortableModel
+    from pipelines.model.registry import load_scorer
+    from pipelines.scoring.batch import score
 
     started = time.monotonic()
     days = sorted(set(days))
@@ -148,7 +148,7 @@ def catch_up(
     ``yesterday`` (the default day of a nightly run) without transactions is left out with a
     warning, so that a run with nothing new to score succeeds and writes nothing.
     Turns on the change data feed of ``transactions`` first if it is off (see
-    pipelines/catch_up.py).
+    pipelines/scoring/catch_up.py).
     """
     source_path = settings.tables.transactions_path
     current_version(spark, source_path)  # no table: NoDataError before anything else
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.shadow and model_uri is None:
         model_uri = f"models:/{settings.mlflow.model_name}@{settings.mlflow.challenger_alias}"
     with starting_spark(settings.spark) as spark_started:
-        from pipelines.registry import configure_mlflow, reaching_mlflow, resolve_model
+        from pipelines.model.registry import configure_mlflow, reaching_mlflow, resolve_model
 
         with reaching_mlflow(settings.mlflow):
             configure_mlflow(settings.mlflow)

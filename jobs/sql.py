@@ -23,12 +23,12 @@ from pathlib import Path
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 
-from pipelines.catalog import existing_tables, publish
-from pipelines.cli import job_parser, run_main
-from pipelines.config import Settings, load_settings
-from pipelines.errors import InvalidArgumentError
-from pipelines.read_only_sql import parse_read_only_query, query_dataframe
-from pipelines.session import get_spark
+from pipelines.core.cli import job_parser, run_main
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.core.session import get_spark
+from pipelines.data.catalog import existing_tables, publish
+from pipelines.data.read_only_sql import parse_read_only_query, query_dataframe
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:

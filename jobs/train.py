@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from pipelines.cli import git_commit, job_parser, run_main
-from pipelines.config import PROJECT_ROOT, Settings, load_settings
-from pipelines.registry import configure_mlflow, reaching_mlflow
-from pipelines.session import get_spark
-from pipelines.tables import current_version, read_version
-from pipelines.tracking import Lineage, TrainingOutcome, train_and_register
-from pipelines.training import check_train_settings, spread_for_fitting
+from pipelines.core.cli import git_commit, job_parser, run_main
+from pipelines.core.config import PROJECT_ROOT, Settings, load_settings
+from pipelines.core.session import get_spark
+from pipelines.data.tables import current_version, read_version
+from pipelines.model.registry import configure_mlflow, reaching_mlflow
+from pipelines.training.search import check_train_settings, spread_for_fitting
+from pipelines.training.tracking import Lineage, TrainingOutcome, train_and_register
 
 
 def run(spark: SparkSession, settings: Settings, *, commit: str) -> TrainingOutcome:

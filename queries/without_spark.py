@@ -20,7 +20,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from pipelines.config import load_settings
+from pipelines.core.config import load_settings
 
 
 def connect(locations: dict[str, str]) -> tuple[duckdb.DuckDBPyConnection, dict[str, int]]:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.clock import NOW_VARIABLE
-from pipelines.config import PROJECT_ROOT, Settings, load_settings, with_state_in
-from pipelines.session import get_spark
+from pipelines.core.clock import NOW_VARIABLE
+from pipelines.core.config import PROJECT_ROOT, Settings, load_settings, with_state_in
+from pipelines.core.session import get_spark
 
-# Every job reads the clock through pipelines.clock.utc_now. The suite fixes that instant here,
+# Every job reads the clock through pipelines.core.clock.utc_now. The suite fixes that instant here,
 # for itself and for every job it starts as a process, so that no test's outcome depends on the
 # day the suite runs (a seven-day cool-down once ran out under a test that used the real clock).
 FIXED_NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
@@ -58,3 +58,13 @@ def spark() -> SparkSession:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return settings_in(tmp_path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``jvm`` every test that starts Spark: through the session fixture (directly or by a
+    fixture that uses it), or by running whole jobs (``e2e``, ``cluster``). ``make test-quick``
+    runs the others: no JVM and no server beyond one on loopback that the test itself starts."""
+    for item in items:
+        if ("spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("e2e")
+                or item.get_closest_marker("cluster")):
+            item.add_marker(pytest.mark.jvm)

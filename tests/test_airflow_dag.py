@@ -239,7 +239,7 @@ def test_airflow_renders_the_day_that_ended(tmp_path: Path) -> None:
 
 
 def test_monitor_branches_to_retrain_whose_gate_refusal_is_a_skip_not_a_failure(tmp_path: Path) -> None:
-    from pipelines.errors import PromotionRefusedError
+    from pipelines.core.errors import PromotionRefusedError
     from pipelines.monitoring.tables import ALERT_EXIT_CODE
 
     dag_copy = tmp_path / "airflow_home" / "dags" / DAG_FILE.name

@@ -1,4 +1,4 @@
-"""The one place a job reads the clock: pipelines.clock.utc_now, and the instant that fixes it."""
+"""The one place a job reads the clock: pipelines.core.clock.utc_now, and the instant that fixes it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.clock import NOW_VARIABLE, utc_now
-from pipelines.errors import ConfigError
+from pipelines.core.clock import NOW_VARIABLE, utc_now
+from pipelines.core.errors import ConfigError
 from tests.conftest import FIXED_NOW
 
 

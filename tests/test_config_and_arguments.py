@@ -9,10 +9,10 @@ from typing import get_args
 import pytest
 
 from jobs.score import days_to_score
-from pipelines.cli import calendar_date
-from pipelines.config import CONF_DIR, JobName, load_settings
-from pipelines.errors import ConfigError, InvalidArgumentError
-from pipelines.session import spark_conf, submit_args
+from pipelines.core.cli import calendar_date
+from pipelines.core.config import CONF_DIR, JobName, load_settings
+from pipelines.core.errors import ConfigError, InvalidArgumentError
+from pipelines.core.session import spark_conf, submit_args
 
 
 def test_local_config_points_into_the_project():

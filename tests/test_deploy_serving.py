@@ -504,7 +504,7 @@ def _conf_references(name: str) -> set[str]:
 
 @pytest.mark.parametrize("platform", ["kubernetes", "cloudfoundry"])
 def test_the_environment_the_manifests_set_is_all_the_config_needs(platform, monkeypatch):
-    from pipelines.config import load_serving_settings
+    from pipelines.core.config import load_serving_settings
 
     if platform == "kubernetes":
         env = {e["name"]: e.get("value", "from-a-secret") for e in _container()["env"]}
@@ -533,11 +533,25 @@ def test_a_token_secret_mounted_as_kubernetes_mounts_it_is_accepted(tmp_path):
     assert tokens.splitlines() == ["a" * 43, "b" * 43]
 
 
-def test_the_service_imports_without_pyspark():
-    blocked = "import sys; [sys.modules.__setitem__(m, None) for m in ('pyspark', 'delta', 'py4j')]; "
-    imports = "import pipelines.serving.cli, pipelines.serving.app, pipelines.serving.models"
-    result = subprocess.run([sys.executable, "-c", blocked + imports], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "NUMBA_CACHE_DIR": "/tmp/numba-test-deploy"})
+# What runs without a JVM: the service, the portable scorer (and the old path registered
+# versions load it by), and the settings they read. Every package on their import path comes
+# with them, so none may import pyspark in its __init__ either.
+JVM_FREE_MODULES = [
+    "pipelines.serving.cli", "pipelines.serving.app", "pipelines.serving.models", "pipelines.serving.tokens",
+    "pipelines.model.portable.model", "pipelines.model.portable.pyfunc", "pipelines.model.portable.stages",
+    "pipelines.model.portable.trees", "pipelines.model.portable.decision", "pipelines.portable.pyfunc",
+    "pipelines.core.config", "pipelines.core.errors", "pipelines.core.clock",
+]
+
+
+def test_the_service_and_the_portable_scorer_import_without_pyspark_or_java(tmp_path):
+    blocked = "import sys; [sys.modules.__setitem__(m, None) for m in ('pyspark', 'delta', 'py4j')]\n"
+    imports = "".join(f"import {name}\n" for name in JVM_FREE_MODULES)
+    check = "assert not any(m.split('.')[0] in ('pyspark', 'py4j') for m in sys.modules if sys.modules[m])\n"
+    environment = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "SPARK_HOME")}
+    environment.update(NUMBA_CACHE_DIR="/tmp/numba-test-deploy", PATH=str(tmp_path))  # no java on it
+    result = subprocess.run([sys.executable, "-c", blocked + imports + check], cwd=ROOT, capture_output=True,
+                            text=True, env=environment)
     assert result.returncode == 0, result.stderr[-2000:]
 
 

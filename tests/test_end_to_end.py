@@ -24,10 +24,10 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from jobs import ingest, promote, score, train
-from pipelines.config import PROJECT_ROOT, TableSettings
-from pipelines.errors import ModelNotFoundError, NoDataError, SchemaError
-from pipelines.registry import NORMAL_WEIGHT_TAG, THRESHOLD_TAG, configure_mlflow, load_model, resolve_model
-from pipelines.scoring import real_balance_threshold
+from pipelines.core.config import PROJECT_ROOT, TableSettings
+from pipelines.core.errors import ModelNotFoundError, NoDataError, SchemaError
+from pipelines.model.registry import NORMAL_WEIGHT_TAG, THRESHOLD_TAG, configure_mlflow, load_model, resolve_model
+from pipelines.scoring.batch import real_balance_threshold
 from tests.conftest import SAMPLE_CSV, settings_in
 
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)

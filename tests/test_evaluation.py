@@ -7,13 +7,14 @@ import random
 import pytest
 from chispa import assert_df_equality
 
-from pipelines.errors import ConfigError
-from pipelines.evaluation import (
+from pipelines.core.errors import ConfigError
+from pipelines.model.evaluation import (
     ScoreCurve,
     ThresholdPolicy,
     average_precision,
     average_precision_interval,
     binary_metrics,
+    choose_threshold,
     confusion_at,
     recall_at_precision,
     roc_auc,
@@ -62,7 +63,7 @@ def test_confusion_above_every_score_flags_nothing():
 
 def test_max_f1_threshold_is_the_best_cut():
     # F1 at 0.9: 0.5; at 0.8: 0.4; at 0.7: 2/3; at 0.6: 6/7 (best); lower cuts add only normals.
-    assert ThresholdPolicy(name="max_f1").choose(curve_of_rows(SCORES, LABELS)) == 0.6
+    assert choose_threshold(ThresholdPolicy(name="max_f1"), curve_of_rows(SCORES, LABELS)) == 0.6
 
 
 def test_normal_weight_scales_the_normal_counts():
@@ -132,7 +133,7 @@ def test_combined_curves_equal_the_curve_of_all_rows():
     ],
 )
 def test_threshold_policies_pick_the_cut_worked_out_by_hand(policy, expected):
-    assert policy.choose(curve_of_rows(SCORES, LABELS)) == expected
+    assert choose_threshold(policy, curve_of_rows(SCORES, LABELS)) == expected
 
 
 def test_an_unknown_policy_is_named():

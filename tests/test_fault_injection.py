@@ -36,8 +36,8 @@ import pytest
 from deltalake import DeltaTable, QueryBuilder
 
 from jobs import ingest, promote, score, train
-from pipelines.config import PROJECT_ROOT
-from pipelines.registry import configure_mlflow, resolve_model
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.model.registry import configure_mlflow, resolve_model
 from tests.conftest import SAMPLE_CSV, quick_settings_in, settings_in
 from tests.test_end_to_end import conf_file
 

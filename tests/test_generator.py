@@ -23,9 +23,9 @@ from pyspark.sql import functions as F
 
 import jobs.generate as generate_job
 from jobs import ingest
-from pipelines.cli import run_main
-from pipelines.errors import InvalidArgumentError
-from pipelines.generator import (
+from pipelines.core.cli import run_main
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.data.generator import (
     MANIFEST_FILE,
     cross_average_precision,
     fit_model,
@@ -35,7 +35,7 @@ from pipelines.generator import (
     total_variation,
     write_daily_csv,
 )
-from pipelines.schema import FEATURE_COLS, LABEL_COL, RAW_COLS, TXN_DATE
+from pipelines.data.schema import FEATURE_COLS, LABEL_COL, RAW_COLS, TXN_DATE
 from tests.conftest import SAMPLE_CSV
 
 SAMPLE_FRAUD_RATE = 492 / 5412

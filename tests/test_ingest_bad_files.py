@@ -11,7 +11,7 @@ import pytest
 from deltalake import DeltaTable, QueryBuilder
 
 from jobs import ingest
-from pipelines.config import load_settings
+from pipelines.core.config import load_settings
 from tests.test_end_to_end import INGESTED_AT, conf_file, sample_lines, submit, write_csv
 
 pytestmark = pytest.mark.e2e

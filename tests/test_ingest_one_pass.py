@@ -12,10 +12,10 @@ import pytest
 from chispa import assert_df_equality
 
 from jobs import ingest
-from pipelines.errors import NoDataError, SchemaError
-from pipelines.schema import RAW_COLS
-from pipelines.tables import read_csv_as_strings, read_csv_with_schema
-from pipelines.transactions import (
+from pipelines.core.errors import NoDataError, SchemaError
+from pipelines.data.schema import RAW_COLS
+from pipelines.data.tables import read_csv_as_strings, read_csv_with_schema
+from pipelines.data.transactions import (
     check_raw_values,
     check_values,
     numeric_schema,

@@ -1,4 +1,4 @@
-"""The driver's class-data archive (pipelines/jvm_archive.py): named after its JVM and jars,
+"""The driver's class-data archive (pipelines/core/jvm_archive.py): named after its JVM and jars,
 used only when it exists and the driver runs here, and really mapped by a job's JVM."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import jvm_archive
-from pipelines.config import load_settings
-from pipelines.session import delta_jars, spark_conf
+from pipelines.core import jvm_archive
+from pipelines.core.config import load_settings
+from pipelines.core.session import delta_jars, spark_conf
 from tests.test_end_to_end import conf_file, submit
 
 
@@ -68,7 +68,7 @@ def test_a_driver_here_maps_the_archive_only_when_there_is_one_for_its_jvm(tmp_p
 @pytest.mark.e2e
 def test_a_jobs_jvm_loads_sparks_classes_from_the_archive_make_setup_wrote(tmp_path):
     archive = jvm_archive.archive_path(delta_jars())
-    assert archive is not None and archive.is_file(), "make setup writes it: python -m pipelines.jvm_archive"
+    assert archive is not None and archive.is_file(), "make setup writes it: python -m pipelines.core.jvm_archive"
     conf = conf_file(tmp_path)
     classes = tmp_path / "classes.log"
     # The JVM's own record of where each class came from.

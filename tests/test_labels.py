@@ -13,8 +13,9 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 
 from jobs import label
-from pipelines.cli import run_main
-from pipelines.errors import NoDataError, SchemaError, UnreadableInputError
+from pipelines.core.cli import run_main
+from pipelines.core.errors import NoDataError, SchemaError, UnreadableInputError
+from pipelines.data.tables import commit_history
 from pipelines.monitoring.labels import (
     check_label_file,
     labelled_rows,
@@ -22,7 +23,6 @@ from pipelines.monitoring.labels import (
     merge_labels,
     read_labels,
 )
-from pipelines.tables import commit_history
 from tests.test_end_to_end import conf_file, submit, write_csv
 
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)

@@ -35,7 +35,7 @@ from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, train
-from pipelines.registry import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure_mlflow
+from pipelines.model.registry import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure_mlflow
 from tests.conftest import SAMPLE_CSV, settings_in
 
 pytestmark = pytest.mark.e2e

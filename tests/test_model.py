@@ -13,8 +13,10 @@ from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from pipelines.errors import ConfigError
-from pipelines.model import (
+from pipelines.core.errors import ConfigError
+from pipelines.data.schema import FEATURE_COLS
+from pipelines.model.registry import configure_mlflow
+from pipelines.model.stages import (
     ENSEMBLE,
     MeanProbability,
     build_pipeline,
@@ -24,10 +26,8 @@ from pipelines.model import (
     fraud_probability,
     pipeline_members,
 )
-from pipelines.registry import configure_mlflow
-from pipelines.schema import FEATURE_COLS
-from pipelines.tracking import _model_requirements
-from pipelines.training import check_train_settings, curve_of, grid_points
+from pipelines.training.search import check_train_settings, curve_of, grid_points
+from pipelines.training.tracking import _model_requirements
 
 
 def test_trees_take_the_assembled_features_as_they_are(spark):

@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipelines.data.schema import FEATURE_COLS
 from pipelines.monitoring.report import ReportFiles, write_report
 from pipelines.monitoring.tables import ALERT, OK, SCORE_COLUMN
-from pipelines.schema import FEATURE_COLS
 
 CHROMIUM = shutil.which("chromium")
 MODEL_NAME, MODEL_VERSION = "fraud_detector", "3"

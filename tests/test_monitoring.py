@@ -21,13 +21,13 @@ import jobs.monitor as monitor
 import jobs.promote as promote
 import jobs.score as score
 import jobs.train as train
-from pipelines.cli import run_main
-from pipelines.errors import ModelNotFoundError, NoDataError
+from pipelines.core.cli import run_main
+from pipelines.core.errors import ModelNotFoundError, NoDataError
+from pipelines.data.schema import FEATURE_COLS, TRANSACTION_ID, TXN_DATE
+from pipelines.model.registry import configure_mlflow, resolve_model
 from pipelines.monitoring.labels import merge_labels
 from pipelines.monitoring.monitor import stale_days
 from pipelines.monitoring.tables import ALERT_EXIT_CODE
-from pipelines.registry import configure_mlflow, resolve_model
-from pipelines.schema import FEATURE_COLS, TRANSACTION_ID, TXN_DATE
 from tests.conftest import quick_settings_in
 from tests.test_end_to_end import conf_file
 

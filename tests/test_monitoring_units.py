@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipelines.config import MonitorSettings, PromoteSettings
-from pipelines.evaluation import ScoreCurve, average_precision, confusion_at
+from pipelines.core.config import MonitorSettings, PromoteSettings
+from pipelines.model.evaluation import ScoreCurve, average_precision, confusion_at
 from pipelines.monitoring.baseline import day_spread
 from pipelines.monitoring.drift import MetricRow, column_metrics, mark_drifted
 from pipelines.monitoring.performance import Cells, Figure, realized_performance

@@ -16,13 +16,13 @@ from pyspark.ml.classification import DecisionTreeClassifier
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import functions as F
 
-from pipelines.errors import ModelNotPortableError
-from pipelines.model import ENSEMBLE, build_pipeline
-from pipelines.portable.decision import Decision
-from pipelines.portable.model import PortableModel, compare
-from pipelines.release import EXTREME_VALUES, check_parity, parity_features, spark_probabilities
-from pipelines.schema import FEATURE_COLS
-from pipelines.scoring import real_balance_probability
+from pipelines.core.errors import ModelNotPortableError
+from pipelines.data.schema import FEATURE_COLS
+from pipelines.model.portable.decision import Decision
+from pipelines.model.portable.model import PortableModel, compare
+from pipelines.model.release import EXTREME_VALUES, check_parity, parity_features, spark_probabilities
+from pipelines.model.stages import ENSEMBLE, build_pipeline
+from pipelines.scoring.batch import real_balance_probability
 from tests.conftest import SAMPLE_CSV
 
 # Small fits: what is checked is the arithmetic of each kind of stage, not model quality.
@@ -178,8 +178,8 @@ def test_train_does_not_register_a_model_without_a_portable_form(spark, tmp_path
     from mlflow.tracking import MlflowClient
 
     from jobs import ingest, train
-    from pipelines.portable import stages
-    from pipelines.registry import configure_mlflow
+    from pipelines.model.portable import stages
+    from pipelines.model.registry import configure_mlflow
     from tests.conftest import quick_settings_in
     from tests.test_end_to_end import INGESTED_AT
 

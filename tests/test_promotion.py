@@ -16,10 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, promote, rollback, train
-from pipelines.config import PromoteSettings
-from pipelines.errors import InvalidArgumentError
-from pipelines.evaluation import ScoreCurve, average_precision
-from pipelines.promotion import (
+from pipelines.core.config import PromoteSettings
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.lifecycle.promotion import (
     DRY_RUN,
     FORCED,
     PROMOTED,
@@ -29,7 +28,8 @@ from pipelines.promotion import (
     paired_difference_interval,
     weighted_average_precision,
 )
-from pipelines.registry import configure_mlflow, resolve_model
+from pipelines.model.evaluation import ScoreCurve, average_precision
+from pipelines.model.registry import configure_mlflow, resolve_model
 from tests.conftest import SAMPLE_CSV, settings_in
 from tests.test_end_to_end import INGESTED_AT, conf_file, submit
 

@@ -24,10 +24,13 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from jobs import ingest, promote, retrain, train
-from pipelines.cli import run_main
-from pipelines.clock import NOW_VARIABLE
-from pipelines.config import PROJECT_ROOT
-from pipelines.errors import ServiceUnavailableError
+from pipelines.core.cli import run_main
+from pipelines.core.clock import NOW_VARIABLE
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.errors import ServiceUnavailableError
+from pipelines.data.tables import append_rows
+from pipelines.lifecycle.promotion import PROMOTED
+from pipelines.model.registry import configure_mlflow, resolve_model
 from pipelines.monitoring.retrain import (
     FAILED,
     RETRAINED,
@@ -41,9 +44,6 @@ from pipelines.monitoring.retrain import (
     read_triggers,
 )
 from pipelines.monitoring.tables import ALERT, ALERT_EXIT_CODE, OK, VERDICT_SCHEMA, WARN
-from pipelines.promotion import PROMOTED
-from pipelines.registry import configure_mlflow, resolve_model
-from pipelines.tables import append_rows
 from tests.conftest import FIXED_NOW, SAMPLE_CSV, quick_settings_in
 from tests.test_end_to_end import INGESTED_AT
 
@@ -350,8 +350,8 @@ def nightly(tmp_path):
             old.unlink(missing_ok=True)
         for job, code in codes.items():
             (project / "codes" / job).write_text(str(code))
-        env = {"PATH": os.environ["PATH"], NOW_VARIABLE: NOW.isoformat(), "FRAUD_LOG_DIR": str(tmp_path / "logs"), "FRAUD_LANDING": "landing",
-               "FRAUD_STEP_TIMEOUT": "3s"}
+        env = {"PATH": os.environ["PATH"], NOW_VARIABLE: NOW.isoformat(), "FRAUD_LOG_DIR": str(tmp_path / "logs"),
+               "FRAUD_LANDING": "landing", "FRAUD_STEP_TIMEOUT": "3s"}
         done = subprocess.run(["bash", str(project / "deploy" / "nightly.sh"), "test"], capture_output=True,
                               text=True, env=env, timeout=30)
         calls = (project / "calls").read_text().splitlines() if (project / "calls").exists() else []

@@ -13,10 +13,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs import ingest, score
-from pipelines.errors import ModelInputError, SchemaError
-from pipelines.schema import FEATURE_COLS
-from pipelines.score_checks import check_model_input
-from pipelines.scoring import ModelRef
+from pipelines.core.errors import ModelInputError, SchemaError
+from pipelines.data.schema import FEATURE_COLS
+from pipelines.model.ref import ModelRef
+from pipelines.scoring.checks import check_model_input
 from tests.test_end_to_end import INGESTED_AT, sample_lines, write_csv
 
 DAY1, DAY2 = date(2013, 9, 1), date(2013, 9, 2)

@@ -23,9 +23,10 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
 from jobs import ingest, score, sql, train
-from pipelines.config import PROJECT_ROOT
-from pipelines.portable.model import PortableModel
-from pipelines.registry import (
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.data.tables import CHANGE_FEED_PROPERTY, change_feed_enabled
+from pipelines.model.portable.model import PortableModel
+from pipelines.model.registry import (
     NORMAL_WEIGHT_TAG,
     THRESHOLD_TAG,
     configure_mlflow,
@@ -33,9 +34,8 @@ from pipelines.registry import (
     load_scorer,
     resolve_model,
 )
-from pipelines.scoring import real_balance_threshold
-from pipelines.scoring import score as score_rows
-from pipelines.tables import CHANGE_FEED_PROPERTY, change_feed_enabled
+from pipelines.scoring.batch import real_balance_threshold
+from pipelines.scoring.batch import score as score_rows
 from tests.conftest import SAMPLE_CSV, quick_settings_in
 from tests.test_end_to_end import INGESTED_AT, conf_file, sample_lines, submit, write_csv
 
@@ -375,7 +375,7 @@ def test_a_version_without_a_portable_form_is_scored_by_spark_with_a_warning(reg
     old = registry.client.create_model_version("fraud_detector", source=str(folder), run_id=first.run_id,
                                                tags=first.tags)
     ref = resolve_model(registry.settings.mlflow, f"models:/fraud_detector/{old.version}")
-    with caplog.at_level("WARNING", logger="pipelines.registry"):
+    with caplog.at_level("WARNING", logger="pipelines.model.registry"):
         model = load_scorer(ref, "portable")
     assert isinstance(model, PipelineModel)
     assert "cannot be scored by its portable form" in caplog.text and "Spark ML instead" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import score
-from pipelines.errors import InvalidArgumentError
+from pipelines.core.errors import InvalidArgumentError
 
 
 @pytest.mark.parametrize(

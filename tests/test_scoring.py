@@ -11,7 +11,8 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.scoring import ModelRef, score
+from pipelines.model.ref import ModelRef
+from pipelines.scoring.batch import score
 
 SCORED_AT = datetime(2026, 11, 25, 2, 30, tzinfo=timezone.utc)
 

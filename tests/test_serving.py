@@ -32,9 +32,9 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, score, train
-from pipelines.portable.model import PortableModel
-from pipelines.registry import configure_mlflow, load_model, resolve_model
-from pipelines.schema import FEATURE_COLS
+from pipelines.data.schema import FEATURE_COLS
+from pipelines.model.portable.model import PortableModel
+from pipelines.model.registry import configure_mlflow, load_model, resolve_model
 from tests.conftest import SAMPLE_CSV, quick_settings_in
 from tests.test_end_to_end import INGESTED_AT
 

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from pipelines.config import PROJECT_ROOT
-from pipelines.errors import ConfigError
-from pipelines.schema import FEATURE_COLS
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.errors import ConfigError
+from pipelines.data.schema import FEATURE_COLS
 from pipelines.serving.app import RequestRefused, parse_transactions
 from pipelines.serving.tokens import MIN_TOKEN_LENGTH, TokenChecker, create_token_file, load_tokens
 from tests.test_serving import FRAUD_SERVE, free_port, serve_conf

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipelines.config import PROJECT_ROOT, load_settings
-from pipelines.errors import ConfigError, ServiceUnavailableError
-from pipelines.session import check_before_start, spark_conf
+from pipelines.core.config import PROJECT_ROOT, load_settings
+from pipelines.core.errors import ConfigError, ServiceUnavailableError
+from pipelines.core.session import check_before_start, spark_conf
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import PROJECT_ROOT
+from pipelines.core.config import PROJECT_ROOT
 from tests.test_end_to_end import conf_file, submit
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_jobs_started_together_share_one_archive_named_by_its_content(tmp_path):
     archive = PROJECT_ROOT / "build" / max(before, key=lambda name: (PROJECT_ROOT / "build" / name).stat().st_mtime)
     listed = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(archive)], capture_output=True, text=True,
                             check=True).stdout
-    assert "pipelines/tables.py" in listed and "jobs/score.py" in listed
+    assert "pipelines/data/tables.py" in listed and "jobs/score.py" in listed
 
 
 def test_an_unknown_job_is_refused_with_the_list_of_jobs():

@@ -18,9 +18,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import ingest, sql
-from pipelines.config import PROJECT_ROOT
-from pipelines.errors import InvalidArgumentError
-from pipelines.read_only_sql import NotAQueryError
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.data.read_only_sql import NotAQueryError
 from tests.conftest import SAMPLE_CSV, settings_in
 from tests.test_end_to_end import conf_file, submit
 

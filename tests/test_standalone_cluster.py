@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from pipelines.config import PROJECT_ROOT
+from pipelines.core.config import PROJECT_ROOT
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.cluster,

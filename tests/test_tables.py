@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 
-from pipelines.tables import (
+from pipelines.data.tables import (
     Commit,
     find_commit,
     insert_new_transactions,

@@ -11,10 +11,11 @@ from datetime import date, datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.errors import NoDataError
-from pipelines.model import ENSEMBLE
-from pipelines.tables import read_csv_as_strings
-from pipelines.training import (
+from pipelines.core.errors import NoDataError
+from pipelines.data.tables import read_csv_as_strings
+from pipelines.data.transactions import prepare_transactions
+from pipelines.model.stages import ENSEMBLE
+from pipelines.training.search import (
     FitRunner,
     search_all,
     search_candidate,
@@ -22,7 +23,6 @@ from pipelines.training import (
     spread_for_fitting,
     with_class_weight,
 )
-from pipelines.transactions import prepare_transactions
 from tests.conftest import SAMPLE_CSV, settings_in
 
 
@@ -113,7 +113,7 @@ def _search(transactions, settings, *, parallel_fits: int, reuse_member_fits: bo
     split = split_by_time(spread_for_fitting(transactions, 2), holdout_days=1, validation_fraction=0.4,
                           validation_folds=2, label_col="Class")
     handler = _Lines()
-    logger = logging.getLogger("pipelines.training")
+    logger = logging.getLogger("pipelines.training.search")
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)

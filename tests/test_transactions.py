@@ -8,9 +8,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from pipelines.errors import NoDataError, SchemaError
-from pipelines.schema import RAW_COLS
-from pipelines.transactions import (
+from pipelines.core.errors import NoDataError, SchemaError
+from pipelines.data.schema import RAW_COLS
+from pipelines.data.transactions import (
     cast_raw_columns,
     check_raw_values,
     count_copies,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.errors import ModelNotFoundError, ServiceUnavailableError
-from pipelines.registry import configure_mlflow, reaching_mlflow, resolve_model
+from pipelines.core.config import load_settings
+from pipelines.core.errors import ModelNotFoundError, ServiceUnavailableError
+from pipelines.model.registry import configure_mlflow, reaching_mlflow, resolve_model
 from tests.test_end_to_end import conf_file, submit
 
 pytestmark = pytest.mark.e2e

@@ -44,7 +44,7 @@ job sql --file queries/daily_summary.sql
 job sql --file queries/monitoring.sql
 
 step "an analyst's spark-sql: the table by its name in the metastore, no path"
-submit_args=$("$python" -m pipelines.session --env standalone --job spark-sql)
+submit_args=$("$python" -m pipelines.core.session --env standalone --job spark-sql)
 mapfile -t spark_args <<< "$submit_args"
 spark_home=$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
 SPARK_HOME=$spark_home "$spark_home/bin/spark-sql" "${spark_args[@]}" \

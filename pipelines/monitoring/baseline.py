@@ -26,16 +26,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from pipelines.clock import as_utc
-from pipelines.errors import ModelNotFoundError, NoDataError
+from pipelines.core.clock import as_utc
+from pipelines.core.errors import ModelNotFoundError, NoDataError
+from pipelines.data.schema import FEATURE_COLS, TXN_DATE
+from pipelines.data.tables import append_rows, is_delta_table, read_version
+from pipelines.lifecycle.promotion import FittedRows, fitted_rows_of
+from pipelines.model.portable.model import PortableModel
+from pipelines.model.ref import ModelRef
 from pipelines.monitoring.profile import Profile, coarse_groups, distribution_metrics
 from pipelines.monitoring.spark_profiles import profiles_by, quantile_cuts
 from pipelines.monitoring.tables import BASELINE_SCHEMA, SCORE_COLUMN
-from pipelines.portable.model import PortableModel
-from pipelines.promotion import FittedRows, fitted_rows_of
-from pipelines.schema import FEATURE_COLS, TXN_DATE
-from pipelines.scoring import ModelRef
-from pipelines.tables import append_rows, is_delta_table, read_version
 
 log = logging.getLogger(__name__)
 

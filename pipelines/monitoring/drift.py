@@ -17,7 +17,8 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.config import MonitorSettings
+from pipelines.core.config import MonitorSettings
+from pipelines.data.schema import FEATURE_COLS
 from pipelines.monitoring.baseline import ALERT_COLUMN, Baseline
 from pipelines.monitoring.profile import (
     BandSettings,
@@ -29,7 +30,6 @@ from pipelines.monitoring.profile import (
 )
 from pipelines.monitoring.spark_profiles import profiles
 from pipelines.monitoring.tables import SCORE_COLUMN
-from pipelines.schema import FEATURE_COLS
 
 DISTRIBUTION_METRICS = ("psi", "js_distance", "wasserstein_std", "ks")
 

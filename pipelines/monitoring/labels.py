@@ -27,10 +27,10 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from pipelines.clock import as_utc
-from pipelines.errors import NoDataError, SchemaError
-from pipelines.schema import LABEL_COL, TRANSACTION_ID, TXN_DATE
-from pipelines.tables import (
+from pipelines.core.clock import as_utc
+from pipelines.core.errors import NoDataError, SchemaError
+from pipelines.data.schema import LABEL_COL, TRANSACTION_ID, TXN_DATE
+from pipelines.data.tables import (
     CHANGE_FEED_PROPERTY,
     _commit_metadata,
     _is_conflict,

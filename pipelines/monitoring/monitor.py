@@ -32,9 +32,13 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.clock import as_utc
-from pipelines.config import Settings
-from pipelines.errors import NoDataError, SchemaError
+from pipelines.core.clock import as_utc
+from pipelines.core.config import Settings
+from pipelines.core.errors import NoDataError, SchemaError
+from pipelines.data.schema import TXN_DATE
+from pipelines.data.tables import is_delta_table, read_version, replace_model_days, sql_date
+from pipelines.model.portable.pyfunc import load_registered
+from pipelines.model.registry import resolve_model, version_tags
 from pipelines.monitoring.baseline import (
     Baseline,
     build_baseline,
@@ -48,10 +52,6 @@ from pipelines.monitoring.performance import Cells, Figure, performance_cells, r
 from pipelines.monitoring.report import write_report
 from pipelines.monitoring.tables import DRIFT_SCHEMA, PERFORMANCE_SCHEMA, VERDICT_SCHEMA
 from pipelines.monitoring.verdict import Verdict, verdict_of
-from pipelines.portable.pyfunc import load_registered
-from pipelines.registry import resolve_model, version_tags
-from pipelines.schema import TXN_DATE
-from pipelines.tables import is_delta_table, read_version, replace_model_days, sql_date
 
 log = logging.getLogger(__name__)
 

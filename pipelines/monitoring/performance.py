@@ -25,12 +25,12 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.config import MonitorSettings, PromoteSettings
-from pipelines.evaluation import SCORE_DECIMALS
+from pipelines.core.config import MonitorSettings, PromoteSettings
+from pipelines.data.schema import TRANSACTION_ID
+from pipelines.lifecycle.promotion import weighted_average_precision
+from pipelines.model.evaluation import SCORE_DECIMALS
 from pipelines.monitoring.labels import fingerprint_text, label_hash
 from pipelines.monitoring.tables import ALERT, OK, SCORE_COLUMN, WARN
-from pipelines.promotion import weighted_average_precision
-from pipelines.schema import TRANSACTION_ID
 
 PERFORMANCE_METRICS = ("auc_pr", "recall", "precision", "alerts_per_100k", "fraud_amount_caught_share")
 

@@ -30,8 +30,8 @@ from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from pipelines.data.schema import FEATURE_COLS, require_columns
 from pipelines.monitoring.tables import ALERT, OK, SCORE_COLUMN, WARN
-from pipelines.schema import FEATURE_COLS, require_columns
 
 DRIFT_COLUMNS = ["txn_date", "model_name", "model_version", "column", "kind", "metric", "value", "baseline",
                  "limit", "out_of_band", "drifted", "rows"]

@@ -30,10 +30,10 @@ from datetime import date, datetime, timedelta, timezone
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from pipelines.clock import as_utc
-from pipelines.errors import NotAnAlertError
+from pipelines.core.clock import as_utc
+from pipelines.core.errors import NotAnAlertError
+from pipelines.data.tables import is_delta_table
 from pipelines.monitoring.tables import ALERT
-from pipelines.tables import is_delta_table
 
 # What a trigger did: trained and put the new version through the gate; did nothing because an
 # earlier retraining is still in its cool-down; or raised in train or promote (then re-raised).

@@ -1,10 +1,8 @@
-"""The fitted pipeline without a JVM: what online scoring (and any Python process) loads.
+"""The old path of :mod:`pipelines.model.portable`, kept for good (no pyspark here either).
 
-- :mod:`~pipelines.portable.stages`: each Spark ML stage rebuilt from its saved data;
-- :mod:`~pipelines.portable.trees`: tree ensembles as flat arrays, walked by compiled code;
-- :mod:`~pipelines.portable.decision`: the version's threshold and real-balance correction;
-- :mod:`~pipelines.portable.model`: the whole pipeline, saved as files and checked for parity;
-- :mod:`~pipelines.portable.pyfunc`: the MLflow ``python_function`` flavor that serves it.
-
-Nothing here imports pyspark: the serving image has no Spark and no Java.
+Every version registered before the stage packages names ``pipelines.portable.pyfunc`` as the
+``loader_module`` of its ``python_function`` flavor (in its MLmodel file), which MLflow imports
+by name whenever the version is loaded with ``mlflow.pyfunc.load_model`` or served. A bank's
+registry keeps versions for years: never remove this package. New code imports
+``pipelines.model.portable``.
 """

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from pipelines.config import ServingSettings
+from pipelines.core.config import ServingSettings
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelHolder, ModelWatcher
 from pipelines.serving.tokens import TokenChecker

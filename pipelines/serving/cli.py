@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from pipelines.config import load_serving_settings
-from pipelines.errors import FraudScoringError
+from pipelines.core.config import load_serving_settings
+from pipelines.core.errors import FraudScoringError
 from pipelines.serving.app import create_app
 from pipelines.serving.tokens import create_token_file, load_tokens
 

@@ -19,11 +19,11 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import MlflowSettings, limit_requests
-from pipelines.errors import ModelNotPortableError
-from pipelines.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
-from pipelines.portable.model import PortableModel
-from pipelines.portable.pyfunc import load_registered
+from pipelines.core.config import MlflowSettings, limit_requests
+from pipelines.core.errors import ModelNotPortableError
+from pipelines.model.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
+from pipelines.model.portable.model import PortableModel
+from pipelines.model.portable.pyfunc import load_registered
 from pipelines.serving.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

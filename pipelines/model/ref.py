@@ -1,0 +1,22 @@
+"""Which registered model version scores: what the registry resolves and every stage after it
+passes along (training tags it, the gate judges it, scoring and monitoring record it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which registered model version scores, and the decision threshold that travels with it."""
+
+    name: str
+    version: str
+    run_id: str
+    threshold: float
+    # How many real normal transactions one normal training row stood for (1: none dropped).
+    normal_weight: float = 1.0
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
