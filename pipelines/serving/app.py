@@ -68,17 +68,65 @@ def _problem(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
+class _Duplicated(dict):
+    """A parsed JSON object that named some field more than once (``names``: those fields)."""
+
+    names: list[str]
+
+
+def _duplicated_fields(payload: Any) -> list[dict[str, Any]]:
+    """A problem per field named more than once in any object of ``payload``, with its path.
+
+    Walked with a stack, not recursion: the parser accepted the nesting, so must this.
+    """
+    problems: list[dict[str, Any]] = []
+    stack: list[tuple[Any, list[Any]]] = [(payload, [])]
+    while stack and len(problems) <= MAX_PROBLEMS:
+        value, loc = stack.pop()
+        if isinstance(value, dict):
+            if isinstance(value, _Duplicated):
+                problems += [_problem([*loc, name], f"the field {json.dumps(name)[:80]} appears more than once in "
+                                                    f"this object; each field must appear once", "duplicate_field")
+                             for name in value.names]
+            stack += [(item, [*loc, key]) for key, item in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(item, [*loc, index]) for index, item in reversed(list(enumerate(value)))]
+    return problems
+
+
 def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> tuple[np.ndarray, list[Any], bool]:
     """(features as rows x feature_cols, each transaction's id or None, whether it was one object).
 
+    An object that names a field twice, at any depth, is refused: Python's json keeps the last
+    value, and a proxy, a log or the caller's own checks may read the first.
+
     :raises RequestRefused: 422 naming every problem found (up to :data:`MAX_PROBLEMS`).
     """
+    duplicated = False
+
+    def make_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicated
+        made = dict(pairs)
+        if len(made) == len(pairs):
+            return made
+        duplicated = True
+        marked, seen = _Duplicated(made), set()
+        marked.names = []
+        for key, _ in pairs:
+            if key in seen and key not in marked.names:
+                marked.names.append(key)
+            seen.add(key)
+        return marked
+
     try:
         # NaN and Infinity parse (Python's json reads them) and are refused below, by field.
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=make_object)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestRefused(422, "invalid", [_problem([], f"the body is not valid JSON: {exc}",
                                                        "json_invalid")]) from None
+    if duplicated:
+        # Before any other check: which value the caller meant is unknown, so none is judged.
+        raise RequestRefused(422, "invalid", _duplicated_fields(payload)[:MAX_PROBLEMS + 1])
     single = isinstance(payload, dict)
     rows = [payload] if single else payload
     if not isinstance(rows, list):
