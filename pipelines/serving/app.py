@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import anyio
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -55,6 +57,10 @@ _MAX_DOUBLE = float(np.finfo(np.float64).max)
 INLINE_BYTES = 16_384
 # A refusal lists at most this many problems (and says how many there were).
 MAX_PROBLEMS = 20
+# The largest request head (request line and headers, each header counted as `name: value`
+# and its line end) accepted: 16 KiB, as nginx's large buffers, IIS and h11 by default; a
+# caller's headers are a token and a few short fields. Larger is refused with 431.
+MAX_HEAD_BYTES = 16 * 1024
 _NUMBER_TYPES = (int, float)
 
 
@@ -313,16 +319,44 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         metrics.errors.labels(kind="internal").inc()
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (an unknown path, a method a route does not take): in the
+        # API's format, not its plain text. Allow and the like are kept.
+        assert isinstance(exc, HTTPException)
+        metrics.errors.labels(kind=_error_kind(exc.status_code)).inc()
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     app = Starlette(routes=[
         Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_page),
         Route("/v1/model", model_page), Route("/v1/score", score, methods=["POST"]), Route("/", index),
-    ], lifespan=lifespan, exception_handlers={RequestRefused: refused, Exception: internal_error})
+    ], lifespan=lifespan, exception_handlers={RequestRefused: refused, HTTPException: http_error,
+                                              Exception: internal_error})
     return Measured(app, metrics)
+
+
+def _error_kind(status: int) -> str:
+    """The /metrics kind of a refusal by status: "not_found", "method_not_allowed", ..."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def head_bytes(scope: dict[str, Any]) -> int:
+    """The size of a request's head as it came on the wire, near enough: its request line
+    (method, target, version) and each header as ``name: value`` and a line end."""
+    target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"") + 1
+    return len(scope["method"]) + target + 12 + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 class Measured:
     """ASGI middleware: counts and times every request by path and status. An unexpected
-    error was answered with a bare 500 by the app's handler; its trace is logged here, once."""
+    error was answered with a bare 500 by the app's handler; its trace is logged here, once.
+
+    A request whose head is over :data:`MAX_HEAD_BYTES` is refused here with 431, before any
+    route reads it: the HTTP layer (h11, see :mod:`~pipelines.serving.cli`) stops a head only
+    while it is incomplete, so one that arrived whole in a single read still reaches the app.
+    """
 
     KNOWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/model", "/v1/score", "/"})
 
@@ -345,6 +379,11 @@ class Measured:
             await send(message)
 
         try:
+            if head_bytes(scope) > MAX_HEAD_BYTES:
+                self.metrics.errors.labels(kind="headers_too_large").inc()
+                await JSONResponse({"detail": f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"},
+                                   status_code=431, headers={"Connection": "close"})(scope, receive, send_and_note)
+                return
             await self.app(scope, receive, send_and_note)
         except Exception:
             log.exception("an error answering %s %s", scope.get("method"), scope["path"])
