@@ -18,11 +18,17 @@ end_date=2013-09-02
 
 started=$(date +%s)
 # On the way out, whatever happened: stop the servers (a second Ctrl-C does not interrupt that).
+# cluster.sh down returns once every process they started is gone and their ports are free; if
+# it could not make sure of that, a run that had succeeded exits 1 (a next run would fail).
 cleanup() {
+  local status=$?
   trap '' INT TERM
   echo "== stopping the cluster" >&2
-  "$here/cluster.sh" down > "${FRAUD_CLUSTER_DIR:-$root/.cluster}/logs/down.log" 2>&1 \
-    || { cat "${FRAUD_CLUSTER_DIR:-$root/.cluster}/logs/down.log" >&2; echo "demo.sh: cluster.sh down failed" >&2; }
+  if ! "$here/cluster.sh" down > "${FRAUD_CLUSTER_DIR:-$root/.cluster}/logs/down.log" 2>&1; then
+    cat "${FRAUD_CLUSTER_DIR:-$root/.cluster}/logs/down.log" >&2
+    echo "demo.sh: cluster.sh down failed: something it started may still run" >&2
+    [ "$status" != 0 ] || exit 1
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -16,7 +16,10 @@
 # (the admin's and fraud-jobs' passwords, at least 12 characters; else generated once into
 # <state>/secrets/). MLflow sets the admin password only when it first creates the admin user.
 set -euo pipefail
+# shellcheck source=deploy/standalone/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=deploy/standalone/stop.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stop.sh"
 
 uri=http://$host:$mlflow_port
 admin="admin"
@@ -134,19 +137,21 @@ if not r.ok:
 EOF
 }
 
-# SIGTERM to the server's process group (mlflow, uvicorn and its workers), SIGKILL after 20 s.
+# SIGTERM to the server's session (mlflow, uvicorn or gunicorn and their workers), SIGKILL
+# after 20 s; returns once all of them are gone and the port is free. Workers left by a server
+# that died are stopped too.
 stop() {
-  local pid
-  pid=$(pid_of)
-  if [ -n "$pid" ]; then
-    kill -TERM -- "-$pid" 2> /dev/null || true
-    for _ in $(seq 200); do kill -0 -- "-$pid" 2> /dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2> /dev/null || true
+  local sid rc=0
+  sid=$(session_of "$pidfile" 'mlflow server')
+  if [ -n "$sid" ] && [ -n "$(session_pids "$sid")" ]; then
+    stop_session "$sid" 20 || rc=1
+    wait_port_free "$host" "$mlflow_port" || rc=1
     echo "mlflow: stopped"
   else
     echo "mlflow: not running"
   fi
   rm -f "$pidfile"
+  return $rc
 }
 
 status() {

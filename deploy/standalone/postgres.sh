@@ -12,7 +12,10 @@
 # generated once into <state>/secrets/pg-password), FRAUD_PG_BIN (newest /usr/lib/postgresql/*/bin).
 # PostgreSQL refuses to run as root: as root, the server and its tools run as the `postgres` user.
 set -euo pipefail
+# shellcheck source=deploy/standalone/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=deploy/standalone/stop.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stop.sh"
 
 user=fraud
 databases=(mlflow mlflow_auth metastore)
@@ -104,9 +107,18 @@ SELECT format('CREATE DATABASE %I OWNER $user', d) FROM unnest(ARRAY[${names%,}]
 SQL
 }
 
+# pg_ctl -w returns once the postmaster removed its pid file, which it does before it exits:
+# the postmaster's session (pg_ctl starts it with setsid; it and its backends) is then waited
+# for too, and the port. A pg_ctl stop that fails or times out: SIGKILL to what is left.
 stop() {
+  local sid rc=0
   if running; then
-    as_pg "$pg_bin/pg_ctl" stop -D "$data" -m fast -w -t 60 > /dev/null || fail "pg_ctl stop failed"
+    sid=$(head -n 1 "$data/postmaster.pid")
+    as_pg "$pg_bin/pg_ctl" stop -D "$data" -m fast -w -t 60 > /dev/null \
+      || { echo "postgres.sh: pg_ctl stop failed; killing what is left" >&2; rc=1; }
+    [[ $sid =~ ^[0-9]+$ ]] && { stop_session "$sid" 0 KILL || rc=1; }
+    wait_port_free "$host" "$pg_port" || rc=1
+    [ $rc = 0 ] || fail "postgres did not stop cleanly"
     echo "postgres: stopped"
   else
     echo "postgres: not running"

@@ -14,6 +14,8 @@
 # FRAUD_SPARK_WORKER_CORES (1), FRAUD_SPARK_WORKER_MEMORY (3g), FRAUD_SPARK_HISTORY_PORT (18080),
 # FRAUD_SPARK_START_TIMEOUT (90 s).
 set -euo pipefail
+# shellcheck source=deploy/standalone/stop.sh
+. "$(dirname "${BASH_SOURCE[0]}")/stop.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 state=$(mkdir -p "${FRAUD_CLUSTER_DIR:-$root/.cluster}" && cd "${FRAUD_CLUSTER_DIR:-$root/.cluster}" && pwd)/spark
@@ -139,22 +141,33 @@ fail() {
   exit 1
 }
 
-# SIGTERM to the daemon's process group (it, its executors, their Python workers), SIGKILL after 20 s.
+# The daemon's port that a start needs free (the workers' own RPC ports are random).
+port_of() { case $1 in
+  master) echo "$master_port $master_ui" ;;
+  worker-*) echo $((master_ui + ${1#worker-})) ;;
+  history) echo "$history_port" ;;
+esac; }
+
+# SIGTERM to the daemon's session (it, its executors, their Python daemons and workers, which
+# pyspark moves to process groups of their own), SIGKILL after 20 s; returns once all of them
+# are gone and its ports are free. A daemon that died and left executors behind: those are
+# stopped too.
 stop_one() {
-  local name=$1 signal=${2:-TERM} pid i
-  pid=$(pid_of "$name")
-  if [ -n "$pid" ]; then
-    echo "stopping $name ($pid, SIG$signal)"
-    kill "-$signal" -- "-$pid" 2>/dev/null || true
-    for i in $(seq 200); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  local name=$1 signal=${2:-TERM} sid port rc=0
+  sid=$(session_of "$state/run/$name.pid" "$(class_of "$name")")
+  if [ -n "$sid" ] && [ -n "$(session_pids "$sid")" ]; then
+    echo "stopping $name (session $sid, SIG$signal)"
+    stop_session "$sid" 20 "$signal" || rc=1
+    for port in $(port_of "$name"); do wait_port_free "$host" "$port" || rc=1; done
   fi
   rm -f "$state/run/$name.pid"
+  return $rc
 }
 
 stop() {
-  local name
-  for name in history "${workers[@]/#/worker-}" master; do stop_one "$name"; done
+  local name rc=0
+  for name in history "${workers[@]/#/worker-}" master; do stop_one "$name" || rc=1; done
+  return $rc
 }
 
 status() {

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import anyio
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -55,6 +57,10 @@ _MAX_DOUBLE = float(np.finfo(np.float64).max)
 INLINE_BYTES = 16_384
 # A refusal lists at most this many problems (and says how many there were).
 MAX_PROBLEMS = 20
+# The largest request head (request line and headers, each header counted as `name: value`
+# and its line end) accepted: 16 KiB, as nginx's large buffers, IIS and h11 by default; a
+# caller's headers are a token and a few short fields. Larger is refused with 431.
+MAX_HEAD_BYTES = 16 * 1024
 _NUMBER_TYPES = (int, float)
 
 
@@ -68,17 +74,65 @@ def _problem(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
+class _Duplicated(dict):
+    """A parsed JSON object that named some field more than once (``names``: those fields)."""
+
+    names: list[str]
+
+
+def _duplicated_fields(payload: Any) -> list[dict[str, Any]]:
+    """A problem per field named more than once in any object of ``payload``, with its path.
+
+    Walked with a stack, not recursion: the parser accepted the nesting, so must this.
+    """
+    problems: list[dict[str, Any]] = []
+    stack: list[tuple[Any, list[Any]]] = [(payload, [])]
+    while stack and len(problems) <= MAX_PROBLEMS:
+        value, loc = stack.pop()
+        if isinstance(value, dict):
+            if isinstance(value, _Duplicated):
+                problems += [_problem([*loc, name], f"the field {json.dumps(name)[:80]} appears more than once in "
+                                                    f"this object; each field must appear once", "duplicate_field")
+                             for name in value.names]
+            stack += [(item, [*loc, key]) for key, item in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(item, [*loc, index]) for index, item in reversed(list(enumerate(value)))]
+    return problems
+
+
 def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> tuple[np.ndarray, list[Any], bool]:
     """(features as rows x feature_cols, each transaction's id or None, whether it was one object).
 
+    An object that names a field twice, at any depth, is refused: Python's json keeps the last
+    value, and a proxy, a log or the caller's own checks may read the first.
+
     :raises RequestRefused: 422 naming every problem found (up to :data:`MAX_PROBLEMS`).
     """
+    duplicated = False
+
+    def make_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicated
+        made = dict(pairs)
+        if len(made) == len(pairs):
+            return made
+        duplicated = True
+        marked, seen = _Duplicated(made), set()
+        marked.names = []
+        for key, _ in pairs:
+            if key in seen and key not in marked.names:
+                marked.names.append(key)
+            seen.add(key)
+        return marked
+
     try:
         # NaN and Infinity parse (Python's json reads them) and are refused below, by field.
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=make_object)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestRefused(422, "invalid", [_problem([], f"the body is not valid JSON: {exc}",
                                                        "json_invalid")]) from None
+    if duplicated:
+        # Before any other check: which value the caller meant is unknown, so none is judged.
+        raise RequestRefused(422, "invalid", _duplicated_fields(payload)[:MAX_PROBLEMS + 1])
     single = isinstance(payload, dict)
     rows = [payload] if single else payload
     if not isinstance(rows, list):
@@ -265,16 +319,44 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         metrics.errors.labels(kind="internal").inc()
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (an unknown path, a method a route does not take): in the
+        # API's format, not its plain text. Allow and the like are kept.
+        assert isinstance(exc, HTTPException)
+        metrics.errors.labels(kind=_error_kind(exc.status_code)).inc()
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     app = Starlette(routes=[
         Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_page),
         Route("/v1/model", model_page), Route("/v1/score", score, methods=["POST"]), Route("/", index),
-    ], lifespan=lifespan, exception_handlers={RequestRefused: refused, Exception: internal_error})
+    ], lifespan=lifespan, exception_handlers={RequestRefused: refused, HTTPException: http_error,
+                                              Exception: internal_error})
     return Measured(app, metrics)
+
+
+def _error_kind(status: int) -> str:
+    """The /metrics kind of a refusal by status: "not_found", "method_not_allowed", ..."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def head_bytes(scope: dict[str, Any]) -> int:
+    """The size of a request's head as it came on the wire, near enough: its request line
+    (method, target, version) and each header as ``name: value`` and a line end."""
+    target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"") + 1
+    return len(scope["method"]) + target + 12 + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 class Measured:
     """ASGI middleware: counts and times every request by path and status. An unexpected
-    error was answered with a bare 500 by the app's handler; its trace is logged here, once."""
+    error was answered with a bare 500 by the app's handler; its trace is logged here, once.
+
+    A request whose head is over :data:`MAX_HEAD_BYTES` is refused here with 431, before any
+    route reads it: the HTTP layer (h11, see :mod:`~pipelines.serving.cli`) stops a head only
+    while it is incomplete, so one that arrived whole in a single read still reaches the app.
+    """
 
     KNOWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/model", "/v1/score", "/"})
 
@@ -297,6 +379,11 @@ class Measured:
             await send(message)
 
         try:
+            if head_bytes(scope) > MAX_HEAD_BYTES:
+                self.metrics.errors.labels(kind="headers_too_large").inc()
+                await JSONResponse({"detail": f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"},
+                                   status_code=431, headers={"Connection": "close"})(scope, receive, send_and_note)
+                return
             await self.app(scope, receive, send_and_note)
         except Exception:
             log.exception("an error answering %s %s", scope.get("method"), scope["path"])

@@ -13,12 +13,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
 from pipelines.core.config import load_serving_settings
 from pipelines.core.errors import FraudScoringError
-from pipelines.serving.app import create_app
+from pipelines.serving.app import MAX_HEAD_BYTES, create_app
 from pipelines.serving.tokens import create_token_file, load_tokens
 
 log = logging.getLogger("fraud_scoring.serve")
@@ -50,9 +51,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("bearer token(s) from %s; model %s@%s from %s; listening on http://%s:%d", source,
              settings.mlflow.model_name, settings.mlflow.champion_alias, settings.mlflow.tracking_uri, host, port)
     app = create_app(settings, tokens, token_file=token_file)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=20,
-                timeout_keep_alive=serve.keep_alive_seconds)
-    return 0
+    server = uvicorn.Server(server_config(app, host, port, keep_alive_seconds=serve.keep_alive_seconds))
+    server.run()
+    # The port was taken or the app failed to start: uvicorn.run's exit status for that.
+    return 0 if server.started else 3
+
+
+def server_config(app: Any, host: str, port: int, *, keep_alive_seconds: float) -> uvicorn.Config:
+    """How uvicorn runs the service (``fraud-serve`` and the tests alike).
+
+    HTTP/1.1 by h11, named rather than left to "auto": with uvicorn[standard] installed, "auto"
+    picks httptools, which keeps reading a request's head however large it grows (a client
+    could send hundreds of kilobytes of headers). h11 refuses a head still incomplete past
+    ``MAX_HEAD_BYTES`` with a 400 and closes; one that arrived whole is held to the same limit
+    by the app (431).
+    """
+    return uvicorn.Config(app, host=host, port=port, http="h11", h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                          access_log=False, log_level="info", timeout_graceful_shutdown=20,
+                          timeout_keep_alive=keep_alive_seconds)
 
 
 if __name__ == "__main__":
