@@ -30,7 +30,7 @@ else
   now_epoch=$(date -u +%s)
 fi
 yesterday=$(date -u -d "@$((now_epoch - 86400))" +%F)
-# Exit codes of the jobs that mean a decision, not a failure (see README "The jobs").
+# Exit codes of the jobs that mean a decision, not a failure (docs/jobs.md).
 monitor_alert=6
 gate_refused=4
 step_timeout=${FRAUD_STEP_TIMEOUT:-3h}

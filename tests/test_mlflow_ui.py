@@ -149,8 +149,8 @@ def test_the_runs_view_names_each_runs_dataset_next_to_it(trained, ui):
 def test_a_plain_link_still_opens_on_the_genai_overview_in_mlflow_3_17(trained, ui):
     """MLflow 3.17's UI opens an experiment by its sidebar switch (GenAI / Model training, in the
     link's ``workflowType`` or the browser's memory, GenAI at first), not by the experiment's
-    kind tag: the README says to open the runs with ``?workflowType=machine_learning``. When
-    this fails, MLflow follows the tag: that README advice can go."""
+    kind tag: docs/training.md says to open the runs with ``?workflowType=machine_learning``. When
+    this fails, MLflow follows the tag: that advice can go."""
     page = _render(f"{ui.base_url}/#/experiments/{trained.experiment_id}", ui.folder / "profile-plain",
                    picture="plain_link.png")
     assert page.title.startswith("Overview - "), page.title

@@ -205,7 +205,7 @@ _DEFAULT_MIN_EFFECT = {"psi": 0.1, "js_distance": 0.1, "wasserstein_std": 0.1, "
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    """Monitoring (``[monitor]``); see pipelines/monitoring and README "Monitoring"."""
+    """Monitoring (``[monitor]``); see pipelines/monitoring and docs/monitoring.md."""
 
     # A baseline cuts each column at this many quantiles (fine bins: KS, Wasserstein) and
     # groups them into ``psi_bins`` bins of about equal baseline mass (PSI, Jensen-Shannon).

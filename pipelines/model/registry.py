@@ -97,7 +97,7 @@ def _denied(exc: BaseException) -> str | None:
 
 # The experiment's kind, as the MLflow UI's experiment-type selector writes it: "Machine
 # learning" (training runs), not "GenAI apps & agents" (traces). MLflow 3.17's UI itself opens
-# an experiment on its sidebar switch (GenAI / Model training), not on this tag; see README "MLflow".
+# an experiment on its sidebar switch (GenAI / Model training), not on this tag; see docs/training.md.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 
