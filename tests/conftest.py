@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.core.clock import NOW_VARIABLE
-from pipelines.core.config import PROJECT_ROOT, Settings, load_settings, with_state_in
+from pipelines.core.config import PROJECT_ROOT, EnsembleSettings, Settings, load_settings, with_state_in
 from pipelines.core.session import get_spark
 
 # Every job reads the clock through pipelines.core.clock.utc_now. The suite fixes that instant here,
@@ -35,7 +35,7 @@ def settings_in(folder: Path) -> Settings:
     """The local settings, with the Delta tables and the MLflow store under ``folder``."""
     settings = with_state_in(load_settings("local"), folder)
     return replace(settings, train=replace(settings.train, candidates=SMALL_CANDIDATES,
-                                           ensemble_members=tuple(SMALL_CANDIDATES)))
+                                           ensemble=EnsembleSettings(members=tuple(SMALL_CANDIDATES))))
 
 
 def quick_settings_in(folder: Path) -> Settings:
@@ -43,7 +43,7 @@ def quick_settings_in(folder: Path) -> Settings:
     for tests that need a registered model, not a search."""
     settings = settings_in(folder)
     quick = {"logistic_regression": {"regParam": [0.1]}}
-    return replace(settings, train=replace(settings.train, candidates=quick, ensemble_members=()))
+    return replace(settings, train=replace(settings.train, candidates=quick, ensemble=EnsembleSettings()))
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import random
 
 import pytest
 from chispa import assert_df_equality
+from pydantic import ValidationError
 
-from pipelines.core.errors import ConfigError
 from pipelines.model.evaluation import (
     ScoreCurve,
     ThresholdPolicy,
@@ -136,9 +136,9 @@ def test_threshold_policies_pick_the_cut_worked_out_by_hand(policy, expected):
     assert choose_threshold(policy, curve_of_rows(SCORES, LABELS)) == expected
 
 
-def test_an_unknown_policy_is_named():
-    with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
-        ThresholdPolicy(name="max_recall").check()
+def test_an_unknown_policy_cannot_be_made():
+    with pytest.raises(ValidationError, match="max_recall"):
+        ThresholdPolicy(name="max_recall")
 
 
 def precision_at_each_fraud(fraud_scores, normal_scores) -> float:

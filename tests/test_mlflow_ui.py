@@ -35,6 +35,7 @@ from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, train
+from pipelines.core.config import EnsembleSettings
 from pipelines.model.registry import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure_mlflow
 from tests.conftest import SAMPLE_CSV, settings_in
 
@@ -55,7 +56,7 @@ def trained(spark, tmp_path_factory):
     """The sample ingested and one ``train`` run, in a temporary store: what the UI shows."""
     folder = tmp_path_factory.mktemp("mlflow_ui")
     settings = settings_in(folder)
-    settings = replace(settings, train=replace(settings.train, candidates=ONE_CANDIDATE, ensemble_members=(),
+    settings = replace(settings, train=replace(settings.train, candidates=ONE_CANDIDATE, ensemble=EnsembleSettings(),
                                                refit_on_all_days=False))
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
     experiment_id = configure_mlflow(settings.mlflow)

@@ -8,11 +8,13 @@ import mlflow
 import mlflow.spark
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
+from pydantic import ValidationError
 from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
+from pipelines.core.config import EnsembleSettings
 from pipelines.core.errors import ConfigError
 from pipelines.data.schema import FEATURE_COLS
 from pipelines.model.registry import configure_mlflow
@@ -86,9 +88,8 @@ def test_grid_points_cover_every_combination():
 
 
 def test_unknown_threshold_policy_is_refused(settings):
-    policy = replace(settings.train.threshold, name="max_recall")
-    with pytest.raises(ConfigError, match="unknown threshold policy 'max_recall'"):
-        check_train_settings(replace(settings.train, threshold=policy))
+    with pytest.raises(ValidationError, match="max_recall"):
+        replace(settings.train, threshold=replace(settings.train.threshold, name="max_recall"))
 
 
 def test_xgboost_is_a_pipeline_stage_with_the_seed_and_weights(spark):
@@ -185,7 +186,7 @@ def test_an_ensemble_member_is_named_once():
 
 
 def test_an_ensemble_member_must_have_been_searched(settings):
-    train = replace(settings.train, ensemble_members=("logistic_regression", "xgboost"))
+    train = replace(settings.train, ensemble=EnsembleSettings(members=("logistic_regression", "xgboost")))
     with pytest.raises(ConfigError, match=r"\['xgboost'\] have no \[train.candidates\] table"):
         check_train_settings(train)
 

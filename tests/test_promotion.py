@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, promote, rollback, train
-from pipelines.core.config import PromoteSettings
+from pipelines.core.config import EnsembleSettings, PromoteSettings
 from pipelines.core.errors import InvalidArgumentError
 from pipelines.lifecycle.promotion import (
     DRY_RUN,
@@ -95,7 +95,7 @@ WEAK = {"random_forest": {"numTrees": [1], "maxDepth": [1]}}
 def lifecycle(spark, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lifecycle")
     settings = settings_in(folder)
-    settings = replace(settings, train=replace(settings.train, refit_on_all_days=False, ensemble_members=()))
+    settings = replace(settings, train=replace(settings.train, refit_on_all_days=False, ensemble=EnsembleSettings()))
     ingest.run(spark, settings, input_path=str(SAMPLE_CSV), ingested_at=INGESTED_AT)
     configure_mlflow(settings.mlflow)
     return settings

@@ -32,6 +32,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from jobs import ingest, score, train
+from pipelines.core.config import EnsembleSettings
 from pipelines.data.schema import FEATURE_COLS
 from pipelines.model.portable.model import PortableModel
 from pipelines.model.registry import configure_mlflow, load_model, resolve_model
@@ -98,7 +99,7 @@ def service(spark, tmp_path_factory):
     # is a logistic regression.
     trees = {"random_forest": {"numTrees": [20], "maxDepth": [5]}, "xgboost": {"n_estimators": [20], "max_depth": [3]}}
     train.run(spark, replace(settings, train=replace(settings.train, candidates=trees,
-                                                     ensemble_members=tuple(trees))), commit="test")
+                                                     ensemble=EnsembleSettings(members=tuple(trees)))), commit="test")
     train.run(spark, settings, commit="test")
     client = MlflowClient()
     # Version 3: the same pipeline registered with the spark flavor only (no portable/).

@@ -11,6 +11,7 @@ from datetime import date, datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
+from pipelines.core.config import EnsembleSettings
 from pipelines.core.errors import NoDataError
 from pipelines.data.tables import read_csv_as_strings
 from pipelines.data.transactions import prepare_transactions
@@ -108,7 +109,7 @@ class _Lines(logging.Handler):
 
 
 def _search(transactions, settings, *, parallel_fits: int, reuse_member_fits: bool):
-    train = replace(settings.train, candidates=SEARCHED, ensemble_members=tuple(SEARCHED),
+    train = replace(settings.train, candidates=SEARCHED, ensemble=EnsembleSettings(members=tuple(SEARCHED)),
                     parallel_fits=parallel_fits, reuse_member_fits=reuse_member_fits)
     split = split_by_time(spread_for_fitting(transactions, 2), holdout_days=1, validation_fraction=0.4,
                           validation_folds=2, label_col="Class")

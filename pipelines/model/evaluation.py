@@ -258,7 +258,6 @@ def binary_metrics(
 
 def choose_threshold(policy: ThresholdPolicy, curve: ScoreCurve) -> float:
     """The threshold ``policy`` (``[train.threshold]``) picks on ``curve`` (one of the curve's distinct scores)."""
-    policy.check()
     if policy.name == "max_f1":
         best = int(np.argmax(curve.f1))
     elif policy.name == "target_precision":

@@ -108,22 +108,8 @@ class CandidateResult:
 
 
 def check_train_settings(settings: TrainSettings) -> None:
-    """Refuse an unknown candidate, parameter, policy or split setting before data is read."""
-    settings.threshold.check()
-    if not 0 < settings.validation_fraction < 1:
-        raise ConfigError(f"validation_fraction must be in (0, 1), got {settings.validation_fraction}")
-    if settings.validation_folds < 1:
-        raise ConfigError(f"validation_folds must be at least 1, got {settings.validation_folds}")
-    if settings.holdout_days < 1:
-        raise ConfigError(f"holdout_days must be at least 1, got {settings.holdout_days}")
-    if settings.class_weighting not in CLASS_WEIGHTINGS:
-        raise ConfigError(f"unknown class_weighting {settings.class_weighting!r}; known: {list(CLASS_WEIGHTINGS)}")
-    if settings.fit_partitions < 1:
-        raise ConfigError(f"fit_partitions must be at least 1, got {settings.fit_partitions}")
-    if settings.parallel_fits < 1:
-        raise ConfigError(f"parallel_fits must be at least 1, got {settings.parallel_fits}")
-    if settings.normal_weight <= 0:
-        raise ConfigError(f"normal_weight must be positive, got {settings.normal_weight}")
+    """Refuse an unknown candidate or parameter, or an ensemble of unsearched members, before data
+    is read. (The ranges and names of the other keys are checked where TrainSettings is built.)"""
     for candidate, grid in settings.candidates.items():
         check_candidate(candidate, grid)
     if settings.ensemble_members:
