@@ -13,6 +13,7 @@ from pipelines.core.cli import calendar_date
 from pipelines.core.config import CONF_DIR, JobName, load_settings
 from pipelines.core.errors import ConfigError, InvalidArgumentError
 from pipelines.core.session import spark_conf, submit_args
+from tests.conftest import FIXED_NOW
 
 
 def test_local_config_points_into_the_project():
@@ -348,7 +349,7 @@ def test_days_to_score_defaults_to_yesterday():
 
 @pytest.mark.timezone
 def test_days_to_score_expands_a_range():
-    days = days_to_score(score_args(start_date=date(2013, 8, 31), end_date=date(2013, 9, 2)), date.today())
+    days = days_to_score(score_args(start_date=date(2013, 8, 31), end_date=date(2013, 9, 2)), FIXED_NOW.date())
     assert days == [date(2013, 8, 31), date(2013, 9, 1), date(2013, 9, 2)]
 
 
@@ -362,7 +363,7 @@ def test_days_to_score_expands_a_range():
 )
 def test_days_to_score_refuses_inconsistent_options(args, message):
     with pytest.raises(InvalidArgumentError, match=message):
-        days_to_score(args, date.today())
+        days_to_score(args, FIXED_NOW.date())
 
 
 def test_the_promotion_gate_limits_are_checked(tmp_path):

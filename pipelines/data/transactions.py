@@ -262,7 +262,7 @@ def prepare_transactions(
     Example::
 
         prepared = prepare_transactions(raw, start=datetime(2013, 9, 1), source_file="day1.csv",
-                                        ingested_at=datetime.now(timezone.utc))
+                                        ingested_at=utc_now())
     """
     return _transaction_rows(cast_raw_columns(raw_df), start=start, source_file=source_file,
                              ingested_at=ingested_at)
@@ -282,7 +282,7 @@ def prepare_checked_numbers(
     Example::
 
         prepared = prepare_checked_numbers(numbers, start=datetime(2013, 9, 1), source_file="day1.csv",
-                                           ingested_at=datetime.now(timezone.utc))
+                                           ingested_at=utc_now())
     """
     typed = numbers_df.select(*[F.col(column).cast("int").alias(column) if column == LABEL_COL else F.col(column)
                                 for column in RAW_COLS], *([ROW_HASH] if ROW_HASH in numbers_df.columns else []))

@@ -122,7 +122,7 @@ def score(
     Example::
 
         scored = score(day_df, model, model_ref=ModelRef("fraud_detector", "3", run_id, 0.42, 57.79),
-                       source_table_version=7, scored_at=datetime.now(timezone.utc))
+                       source_table_version=7, scored_at=utc_now())
     """
     weight = model_ref.normal_weight
     threshold = real_balance_threshold(model_ref.threshold, weight)
