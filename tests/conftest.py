@@ -4,6 +4,7 @@ MLflow store into a temporary folder."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,15 +12,17 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.core.clock import NOW_VARIABLE
+from pipelines.core.clock import NOW_SET_AT_VARIABLE, NOW_VARIABLE
 from pipelines.core.config import PROJECT_ROOT, EnsembleSettings, Settings, load_settings, with_state_in
 from pipelines.core.session import get_spark
 
-# Every job reads the clock through pipelines.core.clock.utc_now. The suite fixes that instant here,
-# for itself and for every job it starts as a process, so that no test's outcome depends on the
-# day the suite runs (a seven-day cool-down once ran out under a test that used the real clock).
+# Every job reads the clock through pipelines.core.clock.utc_now. The suite sets it here, for
+# itself and for every job it starts as a process: FIXED_NOW when the suite started, running on
+# from there. No test's outcome depends on the day the suite runs (a seven-day cool-down once ran
+# out under a test that used the real clock), and a job run after another still runs later.
 FIXED_NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 os.environ[NOW_VARIABLE] = FIXED_NOW.isoformat()
+os.environ[NOW_SET_AT_VARIABLE] = repr(time.time())
 
 SAMPLE_CSV = PROJECT_ROOT / "data" / "creditcard_sample.csv.gz"
 
