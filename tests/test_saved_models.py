@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from pyspark.ml import PipelineModel
 
+from pipelines.model.portable.decision import Decision
+from pipelines.model.portable.model import PARITY_TOLERANCE, PortableModel
 from pipelines.model.portable.pyfunc import load_registered
 from pipelines.model.stages import fraud_probability
 
@@ -28,14 +30,17 @@ NAME = "fraud_detector"
 def registered(tmp_path_factory) -> str:
     """The fixture's folder registered as version 1 in a fresh MLflow store; its models:/ URI."""
     store = tmp_path_factory.mktemp("store")
-    tracking_before = mlflow.get_tracking_uri()
+    tracking_before, registry_before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    mlflow.set_registry_uri(f"sqlite:///{store}/mlflow.db")
     experiment = mlflow.create_experiment("pre_move", artifact_location=str(store / "artifacts"))
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_artifacts(str(FIXTURE / "model"), "model")
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", NAME)
+    assert str(version.version) == "1"  # a fresh store
     yield f"models:/{NAME}/{version.version}"
     mlflow.set_tracking_uri(tracking_before)
+    mlflow.set_registry_uri(registry_before)
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +77,12 @@ def test_an_old_version_scores_the_same_through_pyfunc(registered, expected):
         np.testing.assert_allclose(predicted["fraud_probability"].to_numpy(),
                                    expected["pyfunc_fraud_probability"].to_numpy(), rtol=0, atol=1e-12)
         assert predicted["is_fraud"].tolist() == expected["pyfunc_is_fraud"].tolist()
+
+
+def test_an_old_saved_pipeline_is_made_portable_again_without_a_jvm(expected):
+    """What a release does with a saved pipeline (and what rebuilding a version's portable form
+    would): read its stages, the ensemble's old class name included, without Spark."""
+    portable = PortableModel.from_spark_pipeline(FIXTURE / "model" / "sparkml", decision=Decision(threshold=0.4))
+    assert [stage.kind for stage in portable.stages][-1] == "mean_probability"
+    probabilities = portable.sample_probability(features_of(expected).to_numpy(dtype=np.float64))
+    np.testing.assert_allclose(probabilities, expected["fraud_probability"].to_numpy(), rtol=0, atol=PARITY_TOLERANCE)

@@ -411,5 +411,7 @@ SPARK_STAGES: dict[str, type[Stage]] = {
     "org.apache.spark.ml.classification.GBTClassificationModel": Boosted,
     "xgboost.spark.estimator.SparkXGBClassifierModel": XGBoost,
     "pipelines.model.stages.MeanProbability": Mean,
+    # The name every ensemble saved before the stage packages carries (pipelines/model/__init__.py).
+    "pipelines.model.MeanProbability": Mean,
 }
 STAGE_KINDS: dict[str, type[Stage]] = {stage.kind: stage for stage in SPARK_STAGES.values()}
