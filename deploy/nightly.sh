@@ -26,6 +26,9 @@ landing=${FRAUD_LANDING:-s3a://landing/transactions}
 # The night's instant: FRAUD_SCORING_NOW (what the jobs read too, pipelines/core/clock.py) or the clock.
 if [ -n "${FRAUD_SCORING_NOW:-}" ]; then
   now_epoch=$(date -u -d "$FRAUD_SCORING_NOW" +%s) || { echo "nightly: FRAUD_SCORING_NOW=$FRAUD_SCORING_NOW is no instant" >&2; exit 2; }
+  if [ -n "${FRAUD_SCORING_NOW_SET_AT:-}" ]; then  # the clock runs on from then, as the jobs' does
+    now_epoch=$((now_epoch + $(date -u +%s) - ${FRAUD_SCORING_NOW_SET_AT%.*}))
+  fi
 else
   now_epoch=$(date -u +%s)
 fi

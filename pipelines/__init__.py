@@ -14,6 +14,6 @@ never one after it; tests/test_layout.py reads the imports and holds this):
 - :mod:`pipelines.monitoring`: drift, realized performance, verdicts, retraining;
 - :mod:`pipelines.serving`: the REST service (no pyspark).
 
-``pipelines.portable`` is not a stage: it is the old path of ``pipelines.model.portable``, kept
-because registered versions name it (see its docstring).
+``pipelines.portable`` is not a stage: it keeps the old path ``pipelines.portable.pyfunc`` of
+``pipelines.model.portable.pyfunc``, because registered versions name it (see its docstring).
 """

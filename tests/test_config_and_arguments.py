@@ -234,6 +234,10 @@ def test_an_integer_from_the_environment_is_read(tmp_path, monkeypatch):
         ('start = "2013-09-01T00:00:00"', 'start = "yesterday"', r"\[ingest\] start: expected an ISO date-time"),
         ('"spark.driver.memory" = "4g"', '"spark.driver.memory" = { size = "4g" }',
          r"\[spark.conf\] spark.driver.memory: expected a string, number or boolean"),
+        ("alerts_per_100k = [50, 1500]", "alerts_per_100k = [50]",
+         r"\[promote\] alerts_per_100k: expected two numbers, \[lowest, highest\], got \[50\]"),
+        ('members = ["logistic_regression", "random_forest", "xgboost"]', 'members = "xgboost"',
+         r"\[train.ensemble\] members: expected a list, got 'xgboost'"),
     ],
 )
 def test_a_value_of_the_wrong_type_or_range_is_refused_naming_its_key(tmp_path, old, new, message):

@@ -68,7 +68,7 @@ def test_a_driver_here_maps_the_archive_only_when_there_is_one_for_its_jvm(tmp_p
 @pytest.mark.e2e
 def test_a_jobs_jvm_loads_sparks_classes_from_the_archive_make_setup_wrote(tmp_path):
     archive = jvm_archive.archive_path(delta_jars())
-    assert archive is not None and archive.is_file(), "make setup writes it: python -m pipelines.core.jvm_archive"
+    assert archive is not None and archive.is_file(), "make setup writes it: python -m pipelines.core.jvm_archive_build"
     conf = conf_file(tmp_path)
     classes = tmp_path / "classes.log"
     # The JVM's own record of where each class came from.

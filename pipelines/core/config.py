@@ -255,6 +255,12 @@ class TrainSettings:
         return self.ensemble.members
 
 
+def _two_numbers(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError("expected two numbers, [lowest, highest]")
+    return value
+
+
 def _lowest_first(bounds: tuple[float, float]) -> tuple[float, float]:
     return (min(bounds), max(bounds))
 
@@ -267,7 +273,8 @@ class PromoteSettings:
     min_recall: _Number = Field(0.6, ge=0, le=1)
     # Alerts per 100,000 transactions at the real class balance, at the version's threshold:
     # the lower and the upper limit, in either order in a file.
-    alerts_per_100k: Annotated[tuple[_Number, _Number], AfterValidator(_lowest_first)] = (10.0, 2000.0)
+    alerts_per_100k: Annotated[tuple[_Number, _Number], BeforeValidator(_two_numbers),
+                               AfterValidator(_lowest_first)] = (10.0, 2000.0)
     # The largest drop in AUC-PR against the champion tolerated at 95% confidence.
     max_auc_pr_drop: _Number = Field(0.02, ge=0, le=1)
     # With a champion but no labelled rows that neither version was fitted on: "refuse", or
@@ -531,7 +538,7 @@ def _resolved_serve(serve: ServeSettings, root: Path) -> ServeSettings:
 _EXPECTED = {
     "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
     "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
-    "string_type": "a string", "list_type": "a list",
+    "string_type": "a string", "list_type": "a list", "tuple_type": "a list",
     "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
 }
 _LIMITS = {

@@ -1,4 +1,4 @@
-"""The old path of :mod:`pipelines.model.portable`, kept for good (no pyspark here either).
+"""Keeps the old path of :mod:`pipelines.model.portable.pyfunc` for good (no pyspark here either).
 
 Every version registered before the stage packages names ``pipelines.portable.pyfunc`` as the
 ``loader_module`` of its ``python_function`` flavor (in its MLmodel file), which MLflow imports

@@ -11,7 +11,7 @@ training run's ``precision_real_balance`` and ``alerts_per_100k`` (pipelines/mod
 so ``fraud_probability`` and those metrics describe the same population.
 
 The score ``p`` comes from one of two engines (``[score] engine``): the version's portable form
-(:class:`pipelines.model.portable.PortableModel`, numpy and compiled tree loops over Arrow batches in
+(:class:`pipelines.model.portable.model.PortableModel`, numpy and compiled tree loops over Arrow batches in
 the executors' Python, see :func:`portable_probabilities`) or Spark ML's own ``transform`` of
 the ``PipelineModel``, the reference. Everything after ``p`` (the correction, the decision, the
 lineage) is the same Spark expression for both.

@@ -6,7 +6,7 @@ children, and the leaf's value(s). A row goes left when ``x <= threshold``, as i
 NaN goes right. Everything is float64, as in Spark: no threshold or leaf value is rounded.
 
 The loop is compiled by numba (``nogil``: requests on several threads score at once). It was
-chosen by measurement (``benchmarks/tree_kernels.py``, docs/speed.md): on a forest
+chosen by measurement (``benchmarks/tree_kernels.py``, docs/online-scoring.md): on a forest
 of 500 trees it is the fastest of a level-by-level numpy walk, treelite's GTIL and Spark ML
 itself, and it sums the trees in Spark's order, so probabilities match Spark's to the last
 bit or two. Rows are taken in blocks and trees one by one within a block, so a tree's nodes
