@@ -108,7 +108,7 @@ class PaymentsParams:
     days: int = 183
     start_date: date = date(2018, 4, 1)
     radius: float = 5.0
-    seed: int = 0
+    seed: int = 20180401
     amount_threshold: float = 220.0
     compromised_terminals_per_day: int = 2
     terminal_compromise_days: int = 28
