@@ -390,8 +390,9 @@ def within_window(draw_days: str, duration: int) -> Column:
 
 
 def add_frauds(spark: SparkSession, raw: DataFrame, params: PaymentsParams) -> DataFrame:
-    """The three fraud scenarios on ``raw`` transactions: adds ``amount_cents`` (after scenario
-    3's multiplication), ``scenario`` (0 for none, else the last one that applied) and ``fraud``.
+    """The three fraud scenarios on ``raw`` transactions: adds ``times_picked`` (by scenario 3's
+    draws), ``amount_cents`` (after its multiplication), ``scenario`` (0 for none, else the
+    last one that applied) and ``fraud``.
 
     ``raw`` is read twice (the scenario 3 pool, then every row): cache it when it is expensive.
     """
@@ -417,7 +418,7 @@ def add_frauds(spark: SparkSession, raw: DataFrame, params: PaymentsParams) -> D
                 .when(F.col("drawn_cents") > F.lit(params.amount_threshold * 100), 1)
                 .otherwise(0))
     return labelled.select(
-        *KEY, "seconds", "terminal_id", "drawn_cents",
+        *KEY, "seconds", "terminal_id", "drawn_cents", "times_picked",
         multiplied.cast("long").alias("amount_cents"),
         scenario.alias("scenario"),
         (scenario > 0).cast("int").alias("fraud"),
@@ -440,8 +441,9 @@ def generate_payments(spark: SparkSession, params: PaymentsParams) -> GeneratedP
     """Synthetic payment transactions with their fraud labels, before ids (nothing computed yet).
 
     ``labelled`` has the columns :data:`KEY`, ``seconds``, ``terminal_id``, ``drawn_cents``,
-    ``amount_cents``, ``scenario``, ``fraud``. The raw rows are cached, since both the scenario 3
-    pool and the labelling read them; :meth:`GeneratedPayments.release` drops them.
+    ``times_picked`` (by scenario 3), ``amount_cents``, ``scenario``, ``fraud``. The raw rows
+    are cached, since both the scenario 3 pool and the labelling read them;
+    :meth:`GeneratedPayments.release` drops them.
 
     Example::
 
