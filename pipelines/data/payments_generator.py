@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from fractions import Fraction
@@ -202,7 +202,7 @@ def terminal_position_block(seed: int, block: int) -> pd.DataFrame:
     })
 
 
-def _all_blocks(make_block, seed: int, count: int) -> pd.DataFrame:
+def _all_blocks(make_block: Callable[[int, int], pd.DataFrame], seed: int, count: int) -> pd.DataFrame:
     blocks = [make_block(seed, block) for block in range(math.ceil(count / PROFILE_BLOCK))]
     return pd.concat(blocks, ignore_index=True).iloc[:count].reset_index(drop=True)
 
@@ -217,7 +217,7 @@ def terminal_positions(seed: int, terminals: int) -> pd.DataFrame:
     return _all_blocks(terminal_position_block, seed, terminals)
 
 
-def grid_cell(coordinate, radius: float):
+def grid_cell(coordinate: np.ndarray | pd.Series | Column, radius: float) -> np.ndarray | Column:
     """The cell index of a coordinate on a grid of cells of side ``radius`` (numpy or Column)."""
     if isinstance(coordinate, Column):
         return F.floor(coordinate / F.lit(radius)).cast("int")
@@ -308,7 +308,9 @@ def pick_compromised(pool: pd.DataFrame, *, seed: int, share: Fraction) -> pd.Da
 # --- On Spark.
 
 
-def _blocks_frame(spark: SparkSession, make_block, schema: str, *, seed: int, count: int) -> DataFrame:
+def _blocks_frame(
+    spark: SparkSession, make_block: Callable[[int, int], pd.DataFrame], schema: str, *, seed: int, count: int
+) -> DataFrame:
     blocks = math.ceil(count / PROFILE_BLOCK)
 
     def generate(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
