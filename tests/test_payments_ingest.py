@@ -6,6 +6,7 @@ suite's session; one test runs it through ./spark-submit.sh as a user would."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import logging
@@ -341,6 +342,25 @@ def test_the_same_file_again_adds_nothing(job, day1, tmp_path):
     code, output = job(day1, str(tmp_path / "day1.csv"))
     assert code == 0, output
     assert state(table_path(day1)) == (0, 10)
+
+
+def test_an_input_that_names_no_file_an_empty_file_and_a_header_without_rows_exit_2(job, day1, tmp_path):
+    output = refused(job, day1, str(tmp_path / "nowhere" / "*.csv"))
+    assert f"--input {tmp_path / 'nowhere' / '*.csv'}: no such file, or no file in that folder or glob" in output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert f"{empty} is empty: expected a CSV header" in refused(job, day1, str(empty))
+    header_only = write_csv(tmp_path / "header_only.csv", [])
+    assert "the input files have a header but no rows" in refused(job, day1, header_only)
+
+
+def test_a_truncated_gzip_file_exits_2_naming_it(job, day1, tmp_path):
+    text = "\n".join([HEADER, *day_lines("2018-04-02", 100, 3000)]) + "\n"
+    full = gzip.compress(text.encode())
+    truncated = tmp_path / "truncated.csv.gz"
+    truncated.write_bytes(full[: len(full) // 2])
+    output = refused(job, day1, str(truncated))
+    assert f"cannot read {truncated}: java.io.EOFException" in output
 
 
 # --- The secret -------------------------------------------------------------------------------
