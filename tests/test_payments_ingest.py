@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable, QueryBuilder
+from pyspark.sql import functions as F
 
 from jobs import ingest
 from pipelines.core.cli import run_main
 from pipelines.core.config import load_settings
 from pipelines.core.secrets import CARD_KEY_SECRET_ENV
-from pipelines.data.payments import hmac_pads, hmac_sha256_hex, table_columns, with_card_key
+from pipelines.data.payments import event_time, hmac_pads, hmac_sha256_hex, table_columns, with_card_key
 from tests.test_end_to_end import submit
 
 SECRET = "a-test-secret-of-some-length-0123456789"
@@ -228,6 +229,17 @@ def test_a_file_with_other_column_names_no_label_and_an_extra_column_is_mapped_i
     assert rows["A-2"].risk_score == -1000.0 and rows["A-1"].card_key == rows["A-2"].card_key
 
 
+@pytest.mark.timezone
+def test_a_time_the_clock_skips_moves_forward_and_one_it_shows_twice_is_the_earlier_instant(spark):
+    source_df = spark.createDataFrame([("2018-03-25 02:30:00",), ("2018-10-28 02:30:00",)], "raw string")
+    actual = [row.seconds for row in source_df.select(F.unix_seconds(event_time(
+        F.col("raw"), time_format="yyyy-MM-dd HH:mm:ss", time_zone="Europe/Brussels")).alias("seconds")).collect()]
+    # Brussels skips 02:00-03:00 on 25 March 2018 (02:30 is taken as 03:30 CEST) and shows
+    # 02:00-03:00 twice on 28 October (the first, CEST, is taken).
+    assert actual == [datetime(2018, 3, 25, 1, 30, tzinfo=timezone.utc).timestamp(),
+                      datetime(2018, 10, 28, 0, 30, tzinfo=timezone.utc).timestamp()]
+
+
 def test_creditcard_stays_the_default_profile(monkeypatch):
     for variable in ("FRAUD_SPARK_MASTER", "FRAUD_EXECUTOR_ENV", "FRAUD_CLUSTER_DIR", "MLFLOW_TRACKING_URI",
                      "SPARK_MASTER", "FRAUD_ENV_ARCHIVE", "FRAUD_DELTA_LOG_TABLE", "AWS_REGION", "FRAUD_IMAGE",
@@ -312,6 +324,13 @@ def test_a_missing_declared_column_exits_2_naming_it(job, day1, tmp_path):
                     header="TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TX_AMOUNT,TX_FRAUD")
     output = refused(job, day1, bad)
     assert f"{bad} (for [profile] payments) is missing column(s) ['TERMINAL_ID']" in output
+
+
+def test_a_column_named_twice_in_a_header_exits_2(job, day1, tmp_path):
+    bad = write_csv(tmp_path / "twice.csv", ["30,2018-04-02 10:00:00,4111111111111111,T1,5.00,0,1.00"],
+                    header=HEADER + ",TX_AMOUNT")
+    output = refused(job, day1, bad)
+    assert f"{bad} names column(s) ['TX_AMOUNT'] more than once in its header" in output
 
 
 def test_one_id_with_two_contents_in_the_input_exits_2(job, day1, tmp_path):

@@ -99,11 +99,14 @@ def check_headers(headers: Mapping[str, Sequence[str]], profile: ProfileSettings
     """Check every file's header has the profile's columns; return the other columns found
     (read, then left out of the table).
 
-    :raises SchemaError: a file lacks a declared column: naming the file, the missing and the
-        present columns.
+    :raises SchemaError: a file lacks a declared column (naming the file, the missing and the
+        present columns) or names one twice.
     """
     required = profile.required_columns()
     for uri, columns in headers.items():
+        repeated = sorted({column for column in columns if column in required and columns.count(column) > 1})
+        if repeated:
+            raise SchemaError(f"{shown_path(uri)} names column(s) {repeated} more than once in its header")
         require_columns(columns, required, source=f"{shown_path(uri)} (for [profile] {profile.kind})")
     return tuple(dict.fromkeys(column for columns in headers.values() for column in columns
                                if column not in required))
