@@ -40,6 +40,7 @@ from pipelines.data.payments import (
     check_payment_values,
     check_table_columns,
     new_payment_rows,
+    one_row_per_id,
     read_payment_files,
     typed_payment_rows,
 )
@@ -120,12 +121,13 @@ def run_payments(spark: SparkSession, settings: Settings, *, inputs: Sequence[st
         if is_delta_table(spark, table):
             existing = spark.read.format("delta").load(table)
             check_table_columns(existing, profile=profile, path=table)
-        check_one_content_per_id(typed, existing, profile=profile)
-        log.info("ingest: %d rows in %d file(s) checked, %s..%s (%s) (%.1f s); writing the new ones into %s ...",
-                 summary.rows, summary.files, summary.first_day, summary.last_day, profile.time_zone,
-                 time.perf_counter() - started, table)
-        commit = insert_new_transactions(spark, new_payment_rows(typed, profile=profile), table,
-                                         first_day=summary.first_day, last_day=summary.last_day)
+        with persisted(one_row_per_id(typed, profile=profile)) as per_id:
+            check_one_content_per_id(per_id, existing, profile=profile)
+            log.info("ingest: %d rows in %d file(s) checked, %s..%s (%s) (%.1f s); writing the new ones into %s ...",
+                     summary.rows, summary.files, summary.first_day, summary.last_day, profile.time_zone,
+                     time.perf_counter() - started, table)
+            commit = insert_new_transactions(spark, new_payment_rows(per_id, profile=profile), table,
+                                             first_day=summary.first_day, last_day=summary.last_day)
     if extra_columns:
         log.warning("ingest: column(s) outside [profile], not ingested: %s", ", ".join(extra_columns))
     log.info("ingest: %d file(s), %d rows covering %s..%s; %d new, %d already in %s (%s); %.1f s",

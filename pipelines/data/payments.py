@@ -266,7 +266,8 @@ def check_payment_values(rows: DataFrame, *, profile: ProfileSettings) -> Paymen
 
 def typed_payment_rows(rows: DataFrame, *, profile: ProfileSettings, ingested_at: datetime) -> DataFrame:
     """The table's columns (:func:`table_columns`) from rows :func:`check_payment_values`
-    accepted, and ``_file`` for the messages of :func:`check_one_content_per_id`."""
+    accepted, and ``_file`` for the messages of :func:`check_one_content_per_id`; an id may
+    still come more than once (:func:`one_row_per_id`)."""
     label = (_number(F.col(profile.label_column)).cast("int") if profile.label_column
              else F.lit(None).cast("int"))
     return rows.select(
@@ -287,25 +288,37 @@ def typed_payment_rows(rows: DataFrame, *, profile: ProfileSettings, ingested_at
 
 # --- One content per id -----------------------------------------------------------------------
 
-def check_one_content_per_id(typed: DataFrame, existing: DataFrame | None, *, profile: ProfileSettings) -> None:
+_LEAST, _GREATEST, _FIRST_FILE, _LAST_FILE = "_least", "_greatest", "_first_file", "_last_file"
+
+
+def one_row_per_id(typed: DataFrame, *, profile: ProfileSettings) -> DataFrame:
+    """One row per id of ``typed`` (:func:`typed_payment_rows`), in one aggregation: its least
+    and greatest content (:func:`content_columns`, with its day), the first and last input file
+    that holds it, the first file name by name (``source_file``) and ``ingested_at``.
+
+    The contents of an id differ exactly when its least and greatest differ; when they agree,
+    the least is the row to write (:func:`new_payment_rows`).
+    """
+    content = F.struct(TXN_DATE, *content_columns(profile))
+    return typed.groupBy(TRANSACTION_ID).agg(
+        F.min(content).alias(_LEAST), F.max(content).alias(_GREATEST),
+        F.min(FILE).alias(_FIRST_FILE), F.max(FILE).alias(_LAST_FILE),
+        F.min(SOURCE_FILE).alias(SOURCE_FILE), F.max(INGESTED_AT).alias(INGESTED_AT))
+
+
+def check_one_content_per_id(per_id: DataFrame, existing: DataFrame | None, *, profile: ProfileSettings) -> None:
     """Refuse an id that comes with two different contents (:func:`content_columns`): twice in
     the input, or once in the input and once, otherwise, in the whole ``existing`` table (every
     day of it: an id re-sent with another time must not land on another day). An identical
     re-send is fine.
 
+    :param per_id: the input, :func:`one_row_per_id`.
     :raises InvalidInputError: naming how many ids, one of them, the files it is in and which
         columns differ (never their values: one may be a card key).
     """
-    columns = content_columns(profile)
-    # An id's contents differ when their least and greatest differ: a plain aggregation, cheaper
-    # than collecting each id's set of contents.
-    content = F.struct(*columns)
-    per_id = (typed.groupBy(TRANSACTION_ID)
-              .agg(F.min(content).alias("least"), F.max(content).alias("greatest"),
-                   F.min(FILE).alias("first_file"), F.max(FILE).alias("last_file"))
-              .filter(~F.col("least").eqNullSafe(F.col("greatest"))))
-    clash = per_id.agg(F.count(F.lit(1)).alias("ids"), F.first(TRANSACTION_ID).alias("id"),
-                       F.first(F.array("first_file", "last_file")).alias("files")).first()
+    clash = (per_id.filter(~F.col(_LEAST).eqNullSafe(F.col(_GREATEST)))
+             .agg(F.count(F.lit(1)).alias("ids"), F.first(TRANSACTION_ID).alias("id"),
+                  F.first(F.array(_FIRST_FILE, _LAST_FILE)).alias("files")).first())
     if clash["ids"]:
         files = ", ".join(shown_path(uri) for uri in dict.fromkeys(clash["files"]))
         raise InvalidInputError(
@@ -313,12 +326,14 @@ def check_one_content_per_id(typed: DataFrame, existing: DataFrame | None, *, pr
             f"e.g. {clash['id']!r} (in {files}); nothing was written")
     if existing is None:
         return
-    incoming = typed.select(TRANSACTION_ID, FILE, *[F.col(column).alias(f"s_{column}") for column in columns])
+    columns = content_columns(profile)
+    incoming = per_id.select(TRANSACTION_ID, F.col(_FIRST_FILE).alias(FILE),
+                             *[F.col(f"{_LEAST}.{column}").alias(f"s_{column}") for column in columns])
     differing = [F.when(~F.col(f"s_{column}").eqNullSafe(F.col(column)), F.lit(column)) for column in columns]
     differs = (incoming.join(existing.select(TRANSACTION_ID, *columns), TRANSACTION_ID)
                .withColumn("_differs", F.array_compact(F.array(*differing)))
                .filter(F.size("_differs") > 0))
-    clash = differs.agg(F.count_distinct(TRANSACTION_ID).alias("ids"), F.first(TRANSACTION_ID).alias("id"),
+    clash = differs.agg(F.count(F.lit(1)).alias("ids"), F.first(TRANSACTION_ID).alias("id"),
                         F.first(FILE).alias("file"), F.first("_differs").alias("columns")).first()
     if clash["ids"]:
         raise InvalidInputError(
@@ -327,11 +342,10 @@ def check_one_content_per_id(typed: DataFrame, existing: DataFrame | None, *, pr
             f"transaction for good; nothing was written")
 
 
-def new_payment_rows(typed: DataFrame, *, profile: ProfileSettings) -> DataFrame:
-    """One row per id of ``typed`` (after :func:`check_one_content_per_id`: its copies are
-    identical), from the first file by name that holds it, in the table's columns."""
-    keys = [TRANSACTION_ID, TXN_DATE, *content_columns(profile), INGESTED_AT]
-    return typed.groupBy(*keys).agg(F.min(SOURCE_FILE).alias(SOURCE_FILE)).select(*table_columns(profile))
+def new_payment_rows(per_id: DataFrame, *, profile: ProfileSettings) -> DataFrame:
+    """The rows to write, in the table's columns, from :func:`one_row_per_id` once
+    :func:`check_one_content_per_id` passed (each id's copies are identical)."""
+    return per_id.select(TRANSACTION_ID, f"{_LEAST}.*", SOURCE_FILE, INGESTED_AT).select(*table_columns(profile))
 
 
 def check_table_columns(existing: DataFrame, *, profile: ProfileSettings, path: str) -> None:
