@@ -12,7 +12,7 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-serve clean-state clean
+.PHONY: setup demo cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-serve clean-state clean card-key
 
 # The driver JVM's class-data archive (pipelines/core/jvm_archive.py): written once per JVM and
 # pyspark, about a minute; each job then starts about 3 s sooner. Without it jobs still run.
@@ -95,6 +95,15 @@ bench-generate: setup
 # .secrets/serve-token (git-ignored, readable only by you); the page is http://127.0.0.1:8000/.
 serve: setup
 	$(VENV)/bin/fraud-serve --env local --create-token-if-missing
+
+# The secret conf/payments.toml pseudonymises card numbers with (HMAC-SHA256) when
+# FRAUD_CARD_KEY_SECRET is not set: 32 random bytes written once to .secrets/card-key
+# (git-ignored, mode 600). Never replaced: another secret gives every card another key, and the
+# history already ingested would no longer join up. Keep a copy with the tables it keys.
+card-key:
+	@if [ -e .secrets/card-key ]; then echo "make card-key: .secrets/card-key exists, kept"; else \
+	  (umask 077 && mkdir -p .secrets && $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' \
+	    > .secrets/card-key) && echo "make card-key: wrote .secrets/card-key (mode 600)"; fi
 
 # Latency, throughput and a swap under load of the service against `mlflow models serve` on the
 # same champion (run `make demo` first; prints its figures; takes ~5 minutes).

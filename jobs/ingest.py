@@ -1,8 +1,15 @@
-"""ingest: load a CSV in the dataset's format into the Delta table ``transactions``.
+"""ingest: load input files into the Delta table ``transactions`` of the environment's profile.
 
     ./spark-submit.sh ingest --input data/creditcard_sample.csv.gz
+    ./spark-submit.sh ingest --env payments --input 'landing/2018-04-*.csv' more/
 
-Bad input (a missing column, a value that is not a finite number, a damaged or unreadable
+``[profile] kind`` says what the files are. ``creditcard`` (the default): one CSV in the public
+data set's format, as described below. ``payments``: a bank's transactions, columns named in
+``[profile]``; many files, folders or globs in one job and one commit, the card replaced by a
+keyed hash whose secret comes from ``$FRAUD_CARD_KEY_SECRET`` or ``[profile]
+card_key_secret_file`` (pipelines/data/payments.py, docs/jobs.md).
+
+For ``creditcard``, bad input (a missing column, a value that is not a finite number, a damaged or unreadable
 file) stops the job before anything is written. Ingesting the same rows again inserts nothing.
 Columns beyond the dataset's are accepted, named in the log, and not stored. The file is read
 once: its rows are checked and hashed as they are read and kept on local disk until they are
@@ -23,14 +30,30 @@ from pyspark.sql import SparkSession
 from pipelines.core.cli import job_parser, log, run_main
 from pipelines.core.clock import utc_now
 from pipelines.core.config import Settings, load_settings
+from pipelines.core.errors import InvalidArgumentError
+from pipelines.core.secrets import card_key_secret
 from pipelines.core.session import get_spark
 from pipelines.data.catalog import publish
+from pipelines.data.payments import (
+    check_headers,
+    check_one_content_per_id,
+    check_payment_values,
+    check_table_columns,
+    new_payment_rows,
+    one_row_per_id,
+    read_payment_files,
+    typed_payment_rows,
+)
 from pipelines.data.tables import (
+    csv_header,
+    input_files,
     insert_new_transactions,
+    is_delta_table,
     persisted,
     read_csv_as_strings,
     read_csv_with_schema,
     reading_input,
+    reading_inputs,
 )
 from pipelines.data.transactions import (
     MAX_REPEATED_TO_BROADCAST,
@@ -81,13 +104,57 @@ def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at
     return commit.rows
 
 
+def run_payments(spark: SparkSession, settings: Settings, *, inputs: Sequence[str], secret: bytes,
+                 ingested_at: datetime) -> int:
+    """Ingest payment files (``[profile] kind = "payments"``) in one commit; return how many
+    new rows they added."""
+    started = time.perf_counter()
+    profile, table = settings.profile, settings.tables.transactions_path
+    files = input_files(spark, inputs)
+    headers = {uri: csv_header(spark, uri) for uri in files}
+    extra_columns = check_headers(headers, profile)
+    log.info("ingest: reading and checking %d file(s) ...", len(files))
+    with reading_inputs(files), persisted(read_payment_files(spark, headers, profile=profile, secret=secret)) as rows:
+        summary = check_payment_values(rows, profile=profile)
+        typed = typed_payment_rows(rows, profile=profile, ingested_at=ingested_at)
+        existing = None
+        if is_delta_table(spark, table):
+            existing = spark.read.format("delta").load(table)
+            check_table_columns(existing, profile=profile, path=table)
+        with persisted(one_row_per_id(typed, profile=profile)) as per_id:
+            check_one_content_per_id(per_id, existing, profile=profile)
+            log.info("ingest: %d rows in %d file(s) checked, %s..%s (%s) (%.1f s); writing the new ones into %s ...",
+                     summary.rows, summary.files, summary.first_day, summary.last_day, profile.time_zone,
+                     time.perf_counter() - started, table)
+            commit = insert_new_transactions(spark, new_payment_rows(per_id, profile=profile), table,
+                                             first_day=summary.first_day, last_day=summary.last_day)
+    if extra_columns:
+        log.warning("ingest: column(s) outside [profile], not ingested: %s", ", ".join(extra_columns))
+    log.info("ingest: %d file(s), %d rows covering %s..%s; %d new, %d already in %s (%s); %.1f s",
+             summary.files, summary.rows, summary.first_day, summary.last_day, commit.rows,
+             summary.rows - commit.rows, table, "unchanged" if commit.version is None else f"version {commit.version}",
+             time.perf_counter() - started)
+    return commit.rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, help="CSV file (optionally .gz) in the dataset's format")
+    parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                        help="creditcard: one CSV file (optionally .gz) in the dataset's format; "
+                             "payments: CSV files, folders or globs (quoted), all in one commit")
     args = parser.parse_args(argv)
     settings = load_settings(args.env)
-    spark = get_spark(settings.spark)
-    run(spark, settings, input_path=args.input, ingested_at=utc_now())
+    if settings.profile.kind == "payments":
+        # Before Spark starts: a missing or exposed secret is a configuration error.
+        secret = card_key_secret(settings.profile.card_key_secret_file)
+        spark = get_spark(settings.spark)
+        run_payments(spark, settings, inputs=args.input, secret=secret, ingested_at=utc_now())
+    else:
+        if len(args.input) != 1:
+            raise InvalidArgumentError(f"--input: the creditcard profile ingests one file per job, got "
+                                       f"{len(args.input)}: {', '.join(args.input)}")
+        spark = get_spark(settings.spark)
+        run(spark, settings, input_path=args.input[0], ingested_at=utc_now())
     publish(spark, settings)
     return 0
 

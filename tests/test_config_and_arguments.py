@@ -105,7 +105,7 @@ def test_an_unset_environment_variable_is_named(monkeypatch):
 
 
 def test_an_unknown_environment_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"known environments: \['cluster', 'local', 'standalone'\]"):
+    with pytest.raises(ConfigError, match=r"known environments: \['cluster', 'local', 'payments', 'standalone'\]"):
         load_settings("staging")
 
 
@@ -142,7 +142,7 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
-    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score, catalog\)"
+    known = r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score, catalog, profile\)"
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
         load_settings(path)
 

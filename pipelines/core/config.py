@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomllib
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -382,6 +383,107 @@ class CatalogSettings:
     database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
+# What a column of the input may be called in [profile]: a plain SQL identifier, so that it
+# is never quoted in a query and Delta takes it as a column name.
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The payments table's own columns (pipelines/data/payments.py): an extra column must not take one.
+PAYMENTS_TABLE_COLUMNS = ("transaction_id", "event_time", "txn_date", "card_key", "terminal_id", "amount",
+                          "label", "source_file", "ingested_at")
+# Letters of a Spark datetime pattern that name a zone or an offset (the zone is [profile]'s),
+# or that Spark no longer parses (week-based year and the like), or that mean something else
+# than they seem (D: day of the year, not of the month).
+_ZONE_LETTERS, _UNPARSED_LETTERS = set("VzOXxZ"), set("YwWuec")
+
+
+def _column_name(value: Any) -> Any:
+    if isinstance(value, str) and not _COLUMN_NAME.fullmatch(value):
+        raise ValueError("expected a column name of letters, digits and _ (not starting with a digit)")
+    return value
+
+
+def _optional_column(value: Any) -> Any:
+    # TOML has no null: "" says the file comes without the column (a label-less file).
+    return None if value == "" else _column_name(value)
+
+
+def _time_zone(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected an IANA time zone name such as 'UTC' or 'Europe/Brussels'")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone name such as 'UTC' or 'Europe/Brussels'") from None
+    return value
+
+
+def _wall_clock_pattern(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    letters = set(re.sub(r"'[^']*'", "", value))  # text in quotes is literal
+    if letters & _ZONE_LETTERS:
+        raise ValueError("expected a wall-clock pattern without a zone or offset ([profile] time_zone says "
+                         "where the clock is)")
+    if letters & _UNPARSED_LETTERS or "D" in letters or not {"y", "M", "d"} <= letters:
+        raise ValueError("expected a Spark datetime pattern with y, M and d, such as 'yyyy-MM-dd HH:mm:ss' "
+                         "(YYYY and DD mean week-based year and day of the year there)")
+    return value
+
+
+_ColumnName = Annotated[str, Field(min_length=1), AfterValidator(_column_name)]
+
+
+@dataclass(frozen=True, config=_SECTION)
+class ProfileSettings:
+    """What the input files are (``[profile]``): which kind of data, and for ``payments`` which
+    column plays which role. Absent from a file: ``creditcard``, the public data set's format.
+
+    For ``payments`` the defaults are the Fraud Detection Handbook's raw schema
+    (``TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD``); a file with other
+    names maps them here. The card column is pseudonymised at ingest with a keyed hash whose
+    secret is ``$FRAUD_CARD_KEY_SECRET`` or ``card_key_secret_file``
+    (:mod:`pipelines.core.secrets`). The column keys are read for ``payments`` only.
+    """
+
+    KINDS: ClassVar[tuple[str, ...]] = ("creditcard", "payments")
+
+    kind: Literal[KINDS] = "creditcard"
+    id_column: _ColumnName = "TRANSACTION_ID"
+    event_time_column: _ColumnName = "TX_DATETIME"
+    # The zone the event times' wall clock is in, and their pattern (Spark's datetime letters).
+    time_zone: Annotated[str, BeforeValidator(_time_zone)] = "UTC"
+    time_format: Annotated[str, Field(min_length=1), AfterValidator(_wall_clock_pattern)] = "yyyy-MM-dd HH:mm:ss"
+    card_column: _ColumnName = "CUSTOMER_ID"
+    terminal_column: _ColumnName = "TERMINAL_ID"
+    amount_column: _ColumnName = "TX_AMOUNT"
+    # "" in a file: the files come without labels (they arrive later through `label`).
+    label_column: Annotated[str | None, BeforeValidator(_optional_column)] = "TX_FRAUD"
+    # Further numeric columns kept as doubles under their own names.
+    extra_numeric_columns: tuple[_ColumnName, ...] = ()
+    # Where the card key's secret is read from when $FRAUD_CARD_KEY_SECRET is not set (absolute
+    # once loaded); it must be readable by its owner only. None: only the variable.
+    card_key_secret_file: _Text | None = None
+
+    def __post_init__(self) -> None:
+        named = [*self.role_columns().values(), *self.extra_numeric_columns]
+        repeated = sorted({name for name in named if named.count(name) > 1})
+        if repeated:
+            raise ValueError(f"a column can play one role only: {', '.join(repeated)} is named twice")
+        taken = sorted(set(self.extra_numeric_columns) & set(PAYMENTS_TABLE_COLUMNS))
+        if taken:
+            raise ValueError(f"extra_numeric_columns: {', '.join(taken)} is a column of the transactions "
+                             f"table itself; rename it in the file")
+
+    def role_columns(self) -> dict[str, str]:
+        """The input's column for each role (``label`` only when the files carry one)."""
+        roles = {"id": self.id_column, "event_time": self.event_time_column, "card": self.card_column,
+                 "terminal": self.terminal_column, "amount": self.amount_column}
+        return roles | ({"label": self.label_column} if self.label_column else {})
+
+    def required_columns(self) -> list[str]:
+        """Every column an input file must have: the roles', then the extra numeric ones."""
+        return [*self.role_columns().values(), *self.extra_numeric_columns]
+
+
 @dataclass(frozen=True, config=_SECTION)
 class Settings:
     """One environment's file, checked; ``env`` is its name (not a key of the file)."""
@@ -398,6 +500,8 @@ class Settings:
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     # None: no metastore; the tables are known by their paths only (the local default).
     catalog: CatalogSettings | None = None
+    # What the input files are; creditcard (the public data set) when the file has no [profile].
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -444,7 +548,8 @@ def load_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> S
     settings = _validated(Settings, env, _expand_env(raw, path), path)
     return replace(settings, tables=replace(settings.tables, root=_resolve_path(settings.tables.root, project_root)),
                    mlflow=_resolved_mlflow(settings.mlflow, project_root),
-                   serve=_resolved_serve(settings.serve, project_root))
+                   serve=_resolved_serve(settings.serve, project_root),
+                   profile=_resolved_profile(settings.profile, project_root))
 
 
 def load_serving_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> ServingSettings:
@@ -527,6 +632,11 @@ def _resolved_mlflow(mlflow: MlflowSettings, root: Path) -> MlflowSettings:
                    registry_uri=_resolve_uri(mlflow.registry_uri or mlflow.tracking_uri, root),
                    artifact_location=(_resolve_path(mlflow.artifact_location, root) if mlflow.artifact_location
                                       else None))
+
+
+def _resolved_profile(profile: ProfileSettings, root: Path) -> ProfileSettings:
+    secret_file = profile.card_key_secret_file
+    return replace(profile, card_key_secret_file=_resolve_path(secret_file, root) if secret_file else None)
 
 
 def _resolved_serve(serve: ServeSettings, root: Path) -> ServeSettings:

@@ -78,3 +78,8 @@ class NotAnAlertError(FraudScoringError):
 class ModelInputError(SchemaError):
     """Rows to score lack a feature column the model reads, hold it in a type that is not a
     number, or hold a value the model cannot take (null, NaN, infinite)."""
+
+
+class InvalidInputError(SchemaError):
+    """Input rows a table cannot take: a value outside its column's domain, or one id given with
+    two different contents (within the input, or against the table)."""

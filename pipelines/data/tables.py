@@ -5,6 +5,7 @@ Every write here is one Delta transaction: it lands whole or not at all.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import uuid
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePosixPath
 from typing import TypeVar
+from urllib.parse import unquote
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -25,6 +27,7 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -52,6 +55,73 @@ def read_csv_with_schema(spark: SparkSession, path: str, schema: StructType) -> 
     """Read a CSV file with a header, its columns (by position) as ``schema`` says; a value that
     does not parse as its column's type reads as null."""
     return spark.read.option("header", True).option("mode", "PERMISSIVE").schema(schema).csv(path)
+
+
+def shown_path(uri: str) -> str:
+    """A file's path as a user wrote it: a local ``file:`` URI as a plain path, others as they are."""
+    if uri.startswith("file:"):
+        return unquote(re.sub(r"^file:(//)?", "", uri))
+    return uri
+
+
+def input_files(spark: SparkSession, inputs: Sequence[str]) -> list[str]:
+    """Every file ``inputs`` name: files, folders (their files, at any depth) and globs, in the
+    order given, each once; as Hadoop URIs (``file:/...``, ``s3a://...``).
+
+    Files whose name starts with ``_`` or ``.`` are left out of a folder, as Spark's own reader
+    does (``_SUCCESS``, ``.crc``).
+
+    :raises InvalidArgumentError: an input that names no file.
+    """
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    found: list[str] = []
+    for text in inputs:
+        pattern = jvm.org.apache.hadoop.fs.Path(text)
+        fs = pattern.getFileSystem(conf)
+        statuses = fs.globStatus(pattern) or []
+        files = []
+        for status in statuses:
+            if not status.isDirectory():
+                files.append(status.getPath().toString())
+                continue
+            listing = fs.listFiles(status.getPath(), True)
+            while listing.hasNext():
+                path = listing.next().getPath()
+                relative = path.toString()[len(status.getPath().toString()):]
+                if not any(part.startswith(("_", ".")) for part in relative.split("/") if part):
+                    files.append(path.toString())
+        if not files:
+            raise InvalidArgumentError(f"--input {text}: no such file, or no file in that folder or glob")
+        found.extend(sorted(files))
+    return list(dict.fromkeys(found))
+
+
+def csv_header(spark: SparkSession, uri: str) -> list[str]:
+    """The column names on the first line of the CSV file ``uri`` (decompressed as its name says,
+    like Spark's reader), read without starting a Spark job.
+
+    :raises UnreadableInputError: the file cannot be read (damaged, not the compression its
+        name says), or it is empty.
+    """
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    try:
+        stream = path.getFileSystem(conf).open(path)
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(path)
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        try:
+            line = reader.readLine()
+        finally:
+            reader.close()
+    except Py4JJavaError as exc:
+        cause = exc.java_exception
+        raise UnreadableInputError(f"cannot read {shown_path(uri)}: {cause.getClass().getName()}: "
+                                   f"{cause.getMessage()}; nothing was written") from None
+    if not line:
+        raise UnreadableInputError(f"{shown_path(uri)} is empty: expected a CSV header on its first line")
+    return next(csv.reader([line.removeprefix("\ufeff")]))
 
 
 @contextmanager
@@ -89,6 +159,20 @@ def reading_input(source: str) -> Iterator[None]:
         if reason is None:
             raise
         raise UnreadableInputError(f"cannot read {source}: {reason}; nothing was written") from exc
+
+
+@contextmanager
+def reading_inputs(sources: Sequence[str]) -> Iterator[None]:
+    """:func:`reading_input` for a read of several files: a failure that names one of them is
+    :class:`UnreadableInputError` naming it."""
+    try:
+        yield
+    except Exception as exc:
+        for source in sources:
+            reason = _read_failure(exc, PurePosixPath(shown_path(source)).name)
+            if reason is not None:
+                raise UnreadableInputError(f"cannot read {shown_path(source)}: {reason}; nothing was written") from exc
+        raise
 
 
 def _java_causes(exc: Exception) -> list:
