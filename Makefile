@@ -72,7 +72,7 @@ lint: setup
 # Then the date and time tests once more with the clock 3 h 30 min behind UTC (a POSIX TZ,
 # which needs no time zone database): nothing may depend on the machine's zone.
 test: setup lint $(AIRFLOW_VENV)/.installed
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder
 	TZ=NST+3:30 $(VENV)/bin/pytest -m timezone -p no:cacheprovider -q
 
 # The quick loop while changing code: every test that needs no JVM and no server beyond one it

