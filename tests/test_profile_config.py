@@ -88,3 +88,15 @@ def test_a_missing_or_short_secret_is_refused_saying_how_to_set_one(tmp_path, se
     with pytest.raises(ConfigError, match=message) as refused:
         card_key_secret(str(path) if path else None, environ=environ)
     assert "qwerty" not in str(refused.value)
+
+
+def test_the_names_an_extra_column_may_not_take_are_the_payments_tables_own_columns():
+    # core cannot import the data stage, so config.py keeps its own list of the table's columns
+    # (to refuse an extra column that would take one's name): it must be the table's.
+    from pipelines.core.config import PAYMENTS_TABLE_COLUMNS
+    from pipelines.data.payments import table_columns
+
+    extra = ProfileSettings(kind="payments", extra_numeric_columns=("merchant_risk",))
+    assert [name for name in table_columns(extra) if name != "merchant_risk"] == list(PAYMENTS_TABLE_COLUMNS)
+    with pytest.raises(ValueError, match="card_key is a column of the transactions table"):
+        ProfileSettings(kind="payments", extra_numeric_columns=("card_key",))
