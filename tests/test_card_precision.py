@@ -191,6 +191,14 @@ def test_a_value_without_meaning_is_refused(column, value, message):
         card_precision_at_k(source_df, k=2)
 
 
+def test_a_single_card_key_where_a_collection_is_expected_is_refused():
+    # set("AB") would leave out cards "A" and "B".
+    with pytest.raises(TypeError, match="known_compromised must be a collection of card keys"):
+        card_precision_at_k(PERIOD, k=2, known_compromised="AB")
+    with pytest.raises(TypeError, match=r"compromised_by_day\[3\] must be a collection of card keys"):
+        card_precision_at_k(PERIOD, k=2, compromised_by_day={3: "C"})
+
+
 # --- against a brute-force count ----------------------------------------------------------------------
 def brute_force(transactions: list[tuple], k: int, known: set, by_day: dict) -> list[tuple]:
     """The definition counted out directly: a card is alerted when fewer than k cards beat it

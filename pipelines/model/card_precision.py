@@ -116,9 +116,10 @@ def card_precision_at_k(
         transactions.
     :raises NoTransactionsError: no rows.
     :raises TopKError: ``k`` below 1 or not a whole number.
-    :raises NaNScoreError: a score is NaN or missing.
+    :raises NaNScoreError: a score is NaN or missing (an infinite score ranks first or last).
     :raises CardPrecisionInputError: a missing column, a missing day or card, a score that is
         not a number, a label other than 0 or 1.
+    :raises TypeError: a single card key given where a collection of them is expected.
 
     Example::
 
@@ -135,8 +136,9 @@ def card_precision_at_k(
     k = _checked_k(k)
     per_card = _cards_per_day(transactions, day_col=day_col, card_col=card_col, score_col=score_col,
                               label_col=label_col)
-    left_out = set(known_compromised)
-    newly_known = sorted((compromised_by_day or {}).items(), key=operator.itemgetter(0))
+    left_out = _card_set(known_compromised, "known_compromised")
+    newly_known = sorted(((day, _card_set(cards, f"compromised_by_day[{day!r}]"))
+                          for day, cards in (compromised_by_day or {}).items()), key=operator.itemgetter(0))
     days: list[DayCardPrecision] = []
     for day, cards in per_card.groupby("day", sort=True):
         while newly_known and newly_known[0][0] <= day:
@@ -151,6 +153,14 @@ def card_precision_at_k(
         # The investigators have seen these: a card blocked today does not alert tomorrow.
         left_out.update(found)
     return CardPrecision(k=k, days=tuple(days))
+
+
+def _card_set(cards: Iterable[Hashable], name: str) -> set[Hashable]:
+    # A lone key would otherwise be taken apart into its characters, each "a card".
+    if isinstance(cards, (str, bytes)):
+        raise TypeError(f"{name} must be a collection of card keys, got the single key {cards!r}: "
+                        f"wrap it, e.g. {{{cards!r}}}")
+    return set(cards)
 
 
 def _checked_k(k: int) -> int:
