@@ -38,7 +38,14 @@ from pipelines.core.session import get_spark
 from pipelines.data.catalog import publish
 from pipelines.data.payments import table_columns
 from pipelines.data.schema import TXN_DATE
-from pipelines.data.tables import current_version, is_delta_table, read_version, replace_days, replace_table
+from pipelines.data.tables import (
+    current_version,
+    is_delta_table,
+    latest_commit,
+    read_version,
+    replace_days,
+    replace_table,
+)
 from pipelines.features.days import (
     FEATURE_SET,
     INPUTS_FINGERPRINT,
@@ -46,6 +53,7 @@ from pipelines.features.days import (
     check_no_gaps,
     computed_days,
     days_between,
+    first_day,
     history_days,
     inputs_fingerprint,
     read_label_history,
@@ -83,16 +91,16 @@ def check_profile(settings: Settings) -> None:
             f"features are computed for kind = \"payments\" (for example --env payments)")
 
 
-def _check_one_definition(spark: SparkSession, path: str, feature_set: str, *, days: Sequence[date],
-                          everything: bool) -> None:
-    """Refuse to add days of one feature set to a table that holds another's (their columns differ)."""
+def _check_one_definition(spark: SparkSession, path: str, feature_set: str, *, everything: bool) -> None:
+    """Refuse to add days of one feature set to a table that holds another's (their columns
+    may differ). Every commit since the table was last computed whole holds the same set (this
+    check), so the newest commit's metadata names it: no scan of the table."""
     if everything or not is_delta_table(spark, path):
         return
-    other = sorted(row[0] for row in spark.read.format("delta").load(path).select(FEATURE_SET).distinct().collect()
-                   if row[0] != feature_set)
-    if other:
+    held = latest_commit(spark, path).metadata.get("feature_set")
+    if held != feature_set:
         raise SchemaError(
-            f"features: {path} holds rows computed with other definitions ({', '.join(other)}; now {feature_set}): "
+            f"features: {path} holds rows computed with other definitions ({held}; now {feature_set}): "
             f"run features --all to compute every day with the current ones")
 
 
@@ -107,8 +115,16 @@ def run(spark: SparkSession, settings: Settings, *, days: Sequence[date] | None,
     feature_set = feature_set_id(settings.features, time_zone=zone)
     version = current_version(spark, source)
     transactions = read_version(spark, source, version)
-    per_day = transactions_per_day(transactions)
     everything = days is None and not catch_up
+    first_ingested = None
+    if days and not catch_up:
+        # Named days: only their history is read, even for the days' statistics.
+        first_ingested = first_day(transactions)
+        named = sorted(set(days))
+        per_day = transactions_per_day(transactions.filter(
+            F.col(TXN_DATE).between(F.lit(history_days(named[0], span)[0]), F.lit(named[-1]))))
+    else:
+        per_day = transactions_per_day(transactions)
     if catch_up:
         computed = computed_days(spark.read.format("delta").load(path)) if is_delta_table(spark, path) else {}
         stale = stale_days(per_day, computed, feature_set=feature_set, span_days=span)
@@ -126,8 +142,8 @@ def run(spark: SparkSession, settings: Settings, *, days: Sequence[date] | None,
         if empty:
             check_no_gaps(empty, per_day, 0, transactions=source)
     else:
-        check_no_gaps(days, per_day, span, transactions=source)
-    _check_one_definition(spark, path, feature_set, days=days, everything=everything)
+        check_no_gaps(days, per_day, span, transactions=source, first_ingested=first_ingested)
+    _check_one_definition(spark, path, feature_set, everything=everything)
 
     first, last = history_days(days[0], span)[0], days[-1]
     log.info("features: %d day(s) %s..%s of %s (version %d), from the history %s..%s, feature set %s ...",

@@ -61,6 +61,11 @@ def history_days(day: date, span_days: int) -> tuple[date, date]:
     return day - timedelta(days=span_days + 1), day
 
 
+def first_day(transactions: DataFrame) -> date | None:
+    """The first day ``transactions`` holds (from the Delta log's partition values, no scan)."""
+    return transactions.agg(F.min(TXN_DATE)).first()[0]
+
+
 def transactions_per_day(transactions: DataFrame) -> dict[date, DayInputs]:
     """One pass over two columns of ``transactions``: each day's rows and last ingest."""
     rows = transactions.groupBy(TXN_DATE).agg(F.count(F.lit(1)).alias("rows"),
@@ -76,12 +81,14 @@ def inputs_fingerprint(day: date, per_day: Mapping[date, DayInputs], span_days: 
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def missing_history(days: Iterable[date], per_day: Mapping[date, DayInputs], span_days: int) -> list[date]:
+def missing_history(days: Iterable[date], per_day: Mapping[date, DayInputs], span_days: int, *,
+                    first_ingested: date | None = None) -> list[date]:
     """The days without transactions inside the history of ``days`` (from the first ingested
-    day on: before it there is no history to miss), and those of ``days`` themselves."""
+    day on, ``min(per_day)`` unless given: before it there is no history to miss), and those of
+    ``days`` themselves."""
     if not per_day:
         return sorted(set(days))
-    first_ingested = min(per_day)
+    first_ingested = first_ingested or min(per_day)
     missing: set[date] = set()
     for day in days:
         first, last = history_days(day, span_days)
@@ -97,13 +104,13 @@ def shown_days(days: Sequence[date]) -> str:
 
 
 def check_no_gaps(days: Sequence[date], per_day: Mapping[date, DayInputs], span_days: int, *,
-                  transactions: str) -> None:
+                  transactions: str, first_ingested: date | None = None) -> None:
     """Refuse to compute ``days`` when one of them, or a day their windows reach, has no transactions.
 
     :raises NoDataError: naming the missing days.
     """
     asked = set(days)
-    missing = missing_history(days, per_day, span_days)
+    missing = missing_history(days, per_day, span_days, first_ingested=first_ingested)
     empty_asked = [day for day in missing if day in asked]
     if empty_asked:
         raise NoDataError(f"features: {transactions} has no transactions on {shown_days(empty_asked)}: "
