@@ -1,6 +1,6 @@
 """features: compute the payments profile's history features into the Delta table ``features``.
 
-    ./spark-submit.sh features --env payments                 # yesterday (the nightly run)
+    ./spark-submit.sh features --env payments                 # yesterday on the profile's clock (nightly)
     ./spark-submit.sh features --env payments --date 2018-09-30
     ./spark-submit.sh features --env payments --start-date 2018-04-01 --end-date 2018-09-30
     ./spark-submit.sh features --env payments --all           # every day of transactions, from scratch
@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -39,9 +40,10 @@ from pipelines.data.catalog import publish
 from pipelines.data.payments import table_columns
 from pipelines.data.schema import TXN_DATE
 from pipelines.data.tables import (
+    DATA_NEUTRAL_OPERATIONS,
+    commit_history,
     current_version,
     is_delta_table,
-    latest_commit,
     read_version,
     replace_days,
     replace_table,
@@ -94,10 +96,12 @@ def check_profile(settings: Settings) -> None:
 def _check_one_definition(spark: SparkSession, path: str, feature_set: str, *, everything: bool) -> None:
     """Refuse to add days of one feature set to a table that holds another's (their columns
     may differ). Every commit since the table was last computed whole holds the same set (this
-    check), so the newest commit's metadata names it: no scan of the table."""
+    check), so the newest commit that wrote rows names it in its metadata: no scan of the table
+    (an OPTIMIZE, VACUUM or table property change in between writes no rows and is skipped)."""
     if everything or not is_delta_table(spark, path):
         return
-    held = latest_commit(spark, path).metadata.get("feature_set")
+    held = next((commit.metadata.get("feature_set") for commit in commit_history(spark, path)
+                 if commit.operation not in DATA_NEUTRAL_OPERATIONS), None)
     if held != feature_set:
         raise SchemaError(
             f"features: {path} holds rows computed with other definitions ({held}; now {feature_set}): "
@@ -217,7 +221,8 @@ def days_asked(args, today: date) -> list[date] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--date", type=calendar_date, help="the day to compute, YYYY-MM-DD (default: yesterday, UTC)")
+    parser.add_argument("--date", type=calendar_date,
+                        help="the day to compute, YYYY-MM-DD (default: yesterday on the profile's clock)")
     parser.add_argument("--start-date", type=calendar_date, help="first day of a range to compute")
     parser.add_argument("--end-date", type=calendar_date, help="last day of a range to compute (inclusive)")
     parser.add_argument("--all", action="store_true", help="every day of transactions, the whole table replaced")
@@ -230,9 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="compute even when days inside the history have no transactions")
     args = parser.parse_args(argv)
     now = utc_now()
-    days = days_asked(args, now.date())
     settings = load_settings(args.env)
     check_profile(settings)
+    days = days_asked(args, now.astimezone(ZoneInfo(settings.profile.time_zone)).date())
     spark = get_spark(settings.spark)
     if args.list_stale:
         print(stale_report(list_stale(spark, settings), settings.tables.path(settings.tables.features)))

@@ -8,7 +8,10 @@ never change earlier features; gaps, stale days and other definitions are refuse
 
 from __future__ import annotations
 
+import os
 import random
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -132,7 +135,7 @@ def random_rows(seed: int, n: int = 240):
 @pytest.mark.parametrize("settings", [
     HANDBOOK,
     FeatureSettings(card=HistoryFeatures(windows_days=(2, 5), aggregates=("mean_amount", "count", "fraud_share"),
-                                         delay_days=1),
+                                         delay_days=2),
                     terminal=HistoryFeatures(windows_days=(3,), aggregates=("count", "mean_amount"))),
 ], ids=["handbook", "other-windows"])
 def test_every_feature_equals_a_brute_force_computation_exactly(spark, settings):
@@ -159,10 +162,10 @@ def test_later_transactions_and_labels_never_change_an_earlier_transactions_feat
 
 # --- The job, on Delta tables ---------------------------------------------------------------
 
-# The job's tests use short windows (history of 3 days), so that a few days of rows exercise it.
+# The job's tests use short windows (history of 4 days), so that a few days of rows exercise it.
 SHORT = FeatureSettings(card=HistoryFeatures(windows_days=(1, 2), aggregates=("count", "mean_amount")),
                         terminal=HistoryFeatures(windows_days=(1, 2), aggregates=("count", "fraud_share"),
-                                                 delay_days=1))
+                                                 delay_days=2))
 
 
 @pytest.fixture
@@ -219,16 +222,33 @@ def test_a_gap_in_the_history_is_refused_naming_the_days_unless_allowed(spark, s
     assert done.rows == 6
 
 
+@contextmanager
+def driver_time_zone(zone: str):
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
 def test_a_late_file_makes_the_following_days_stale_and_catch_up_recomputes_them(spark, settings):
     write_transactions(spark, settings, days_of_rows(1, 12))
     features_job.run(spark, settings, days=None, computed_at=INGESTED)
     assert features_job.list_stale(spark, settings) == []
+    with driver_time_zone("Europe/Brussels"):  # what the history held is an instant, not a wall clock
+        assert features_job.list_stale(spark, settings) == []
     before = {r["transaction_id"]: r["card_tx_count_2d"] for r in features_table(spark, settings).collect()}
     late = [row("late-1", at(5, 1), card="c1", terminal="t1")]
     write_transactions(spark, settings, late, ingested_at=INGESTED + DAY)
     stale = features_job.list_stale(spark, settings)
-    # Day 5 itself and every day whose history reaches it (3 days, and a margin of one).
-    assert [s.day for s in stale] == [date(2018, 4, 5) + n * DAY for n in range(0, 5)]
+    # Day 5 itself and every day whose history reaches it (4 days, and a margin of one).
+    assert [s.day for s in stale] == [date(2018, 4, 5) + n * DAY for n in range(0, 6)]
     assert stale[0].reason.startswith("its history changed")
     caught = features_job.run(spark, settings, days=None, catch_up=True, computed_at=INGESTED + DAY)
     assert caught.days == tuple(s.day for s in stale)
@@ -242,6 +262,9 @@ def test_a_late_file_makes_the_following_days_stale_and_catch_up_recomputes_them
 def test_other_definitions_are_refused_for_some_days_and_all_recomputes_every_day(spark, settings):
     write_transactions(spark, settings, days_of_rows(1, 6))
     features_job.run(spark, settings, days=None, computed_at=INGESTED)
+    # A commit that writes no rows (a table property) is not taken for other definitions.
+    spark.sql(f"ALTER TABLE delta.`{settings.tables.path('features')}` SET TBLPROPERTIES ('note' = 'x')")
+    features_job.run(spark, settings, days=[date(2018, 4, 6)], computed_at=INGESTED)
     other = replace(settings, features=replace(settings.features, night_hours=(0, 5)))
     with pytest.raises(SchemaError, match=r"other definitions.*features --all"):
         features_job.run(spark, other, days=[date(2018, 4, 6)], computed_at=INGESTED)
@@ -307,7 +330,7 @@ def test_the_job_counts_a_chargeback_from_the_label_job_for_the_days_after_it(sp
 
     write_transactions(spark, settings, days_of_rows(1, 6, per_day=4))
     first = features_job.run(spark, settings, days=None, computed_at=INGESTED)
-    legit = [r for r in days_of_rows(1, 6, per_day=4) if r[0].startswith("d05") and r[6] == 0][0]
+    legit = next(r for r in days_of_rows(1, 6, per_day=4) if r[0].startswith("d04") and r[6] == 0)
     chargebacks = tmp_path / "chargebacks.csv"
     chargebacks.write_text(f"transaction_id,Class\n{legit[0]},1\n")
     # Labelled during day 6 (UTC): day 6's features keep the old label, a day 7 would see it.
@@ -319,12 +342,12 @@ def test_the_job_counts_a_chargeback_from_the_label_job_for_the_days_after_it(sp
     write_transactions(spark, settings, [row("d07-q", at(7, 12), card="c0", terminal=legit[4])])
     features_job.run(spark, settings, days=[date(2018, 4, 7)], computed_at=INGESTED)
     table = {r["transaction_id"]: r for r in features_table(spark, settings).collect()}
-    # SHORT's terminal windows end a day back: day 7 12:00's 2-day window is (day 4 12:00, day 6 12:00].
+    # SHORT's terminal windows end two days back: day 7 12:00's 2-day window is (day 3 12:00, day 5 12:00].
     got = table["d07-q"]
-    inside = at(7, 12) - 3 * DAY < legit[1] <= at(7, 12) - DAY
+    inside = at(7, 12) - 4 * DAY < legit[1] <= at(7, 12) - 2 * DAY
     assert inside
     frauds = [r for r in days_of_rows(1, 6, per_day=4)
-              if r[4] == legit[4] and at(7, 12) - 3 * DAY < r[1] <= at(7, 12) - DAY]
+              if r[4] == legit[4] and at(7, 12) - 4 * DAY < r[1] <= at(7, 12) - 2 * DAY]
     expected = (sum(r[6] for r in frauds) + 1) / len(frauds)
     assert got["terminal_fraud_share_2d"] == expected
     assert got["terminal_tx_count_2d"] == len(frauds)

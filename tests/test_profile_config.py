@@ -129,7 +129,7 @@ def test_the_default_features_are_the_handbooks_and_a_file_declares_others_per_e
     ('[features.card]\nwindows_days = [0]\naggregates = ["count"]',
      r"\[features\.card\] windows_days\[0\]: must be at least 1, got 0"),
     ('[features.card]\nwindows_days = [1]\naggregates = ["fraud_share"]',
-     r"fraud_share needs delay_days of at least 1"),
+     r"fraud_share needs delay_days of at least 2"),
     ('[features.terminal]\nwindows_days = [1]\naggregates = ["median"]', r"\[features\.terminal\] aggregates\[0\]: "
                                                                          r"expected 'count', 'mean_amount' or"),
     ('[features]\nnight_hours = [6, 0]', r"\[features\] night_hours: expected \[first, last\] with first <= last"),

@@ -498,8 +498,8 @@ class HistoryFeatures:
     With no delay the window ends at the transaction itself: it holds the transaction and the
     ones before it in the order of (event time, transaction id), so of two at one instant the
     first counts in the second's window and not the other way round. ``fraud_share`` counts
-    labels, which are only known later: it needs a delay of at least a day
-    (docs/features.md says when a label counts).
+    labels, which are only known later: it needs a delay of at least two days, so that every
+    transaction in its window came before the day began, even a 25-hour day (docs/features.md).
     """
 
     AGGREGATES: ClassVar[tuple[str, ...]] = ("count", "mean_amount", "fraud_share")
@@ -513,9 +513,10 @@ class HistoryFeatures:
             raise ValueError("windows_days: expected one or more different numbers of days")
         if not self.aggregates or len(set(self.aggregates)) != len(self.aggregates):
             raise ValueError(f"aggregates: expected one or more different names of {', '.join(self.AGGREGATES)}")
-        if "fraud_share" in self.aggregates and self.delay_days < 1:
-            raise ValueError("fraud_share needs delay_days of at least 1: a label is not known at the "
-                             "transaction's own time")
+        if "fraud_share" in self.aggregates and self.delay_days < 2:
+            raise ValueError("fraud_share needs delay_days of at least 2: a transaction of day D counts the "
+                             "labels known when D began, and on a 25-hour day (summer time ending) one "
+                             "day back is still inside D")
 
 
 @dataclass(frozen=True, config=_SECTION)

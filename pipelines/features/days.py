@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pipelines.core.errors import NoDataError
 from pipelines.data.payments import INGESTED_AT
 from pipelines.data.schema import LABEL_COL, TRANSACTION_ID, TXN_DATE
-from pipelines.data.tables import is_delta_table
+from pipelines.data.tables import is_delta_table, is_unreadable_feed
 
 FEATURE_SET, INPUTS_FINGERPRINT = "feature_set", "inputs_fingerprint"
 # Days named in one message at most.
@@ -38,10 +38,11 @@ _SHOWN = 10
 
 @dataclass(frozen=True)
 class DayInputs:
-    """What ``transactions`` holds for one day: its rows, and when the last of them was ingested."""
+    """What ``transactions`` holds for one day: its rows, and when the last of them was
+    ingested (microseconds since the epoch: an instant, whatever the driver's zone)."""
 
     rows: int
-    last_ingested: datetime
+    last_ingested_micros: int
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,14 @@ def first_day(transactions: DataFrame) -> date | None:
 def transactions_per_day(transactions: DataFrame) -> dict[date, DayInputs]:
     """One pass over two columns of ``transactions``: each day's rows and last ingest."""
     rows = transactions.groupBy(TXN_DATE).agg(F.count(F.lit(1)).alias("rows"),
-                                              F.max(INGESTED_AT).alias("last")).collect()
+                                              F.unix_micros(F.max(INGESTED_AT)).alias("last")).collect()
     return {row[TXN_DATE]: DayInputs(row["rows"], row["last"]) for row in rows}
 
 
 def inputs_fingerprint(day: date, per_day: Mapping[date, DayInputs], span_days: int) -> str:
     """A hash of what ``day``'s history holds: each of its days' rows and last ingest."""
     first, last = history_days(day, span_days)
-    parts = [f"{d}:{per_day[d].rows}:{per_day[d].last_ingested.isoformat()}"
+    parts = [f"{d}:{per_day[d].rows}:{per_day[d].last_ingested_micros}"
              for d in days_between(first, last) if d in per_day]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -164,6 +165,17 @@ def read_label_history(spark: SparkSession, path: str) -> DataFrame | None:
     if not is_delta_table(spark, path):
         return None
     changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 0).load(path)
-               .filter(F.col("_change_type").isin("insert", "update_postimage")))
-    return changes.select(TRANSACTION_ID, F.col(LABEL_COL).alias("label"), "labelled_at",
-                          F.col("_commit_version").alias("version"))
+               .filter(F.col("_change_type").isin("insert", "update_postimage"))
+               .select(TRANSACTION_ID, F.col(LABEL_COL).alias("label"), "labelled_at",
+                       F.col("_commit_version").alias("version")))
+    try:
+        # Small (chargebacks): read once, so that a feed no longer readable stops the job here.
+        return spark.createDataFrame(changes.collect(), changes.schema)
+    except Exception as exc:
+        if not is_unreadable_feed(exc):
+            raise
+        raise NoDataError(
+            f"features: the change data feed of {path} can no longer be read from its first version "
+            f"(log files cleaned up, or data files vacuumed): the history of labels, which the fraud "
+            f"shares need to count each label from when it was known, is lost. Keep the labels table's "
+            f"history (delta.logRetentionDuration, no VACUUM of it) until this is fixed") from None

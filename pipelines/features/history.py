@@ -194,7 +194,7 @@ def with_features(rows: DataFrame, settings: FeatureSettings, *, time_zone: str,
 
     Labels: a transaction's ``label`` column, as the file gave it, counts as known from the
     transaction's own time (a null label counts as not fraud); fraud shares need a delay of at
-    least a day, so every label in a window is known before the day begins. A label merged
+    least two days, so every label in a window is known before the day begins (even a 25-hour day). A label merged
     later (``label_history``, see :func:`label_changes`) counts from its ``labelled_at``: a
     transaction of day D sees the labels known when D began, in the profile's zone.
     """
