@@ -12,7 +12,7 @@ SAMPLE      := data/creditcard_sample.csv.gz
 DEMO_START  := 2013-09-01
 DEMO_END    := 2013-09-02
 
-.PHONY: setup demo cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-serve clean-state clean card-key
+.PHONY: setup demo cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-features bench-serve clean-state clean card-key
 
 # The driver JVM's class-data archive (pipelines/core/jvm_archive.py): written once per JVM and
 # pyspark, about a minute; each job then starts about 3 s sooner. Without it jobs still run.
@@ -89,6 +89,13 @@ bench: setup
 # Speed and fidelity figures of generate + day-by-day ingest (prints them; takes ~10 minutes).
 bench-generate: setup
 	$(PY) benchmarks/generate_ingest.py --days 10 --rows-per-day 200000
+
+# History features (issue #23, "Speed"): `features --all` over the Handbook's 183 days x 5,000
+# customers against DuckDB's window SQL and the Handbook's pandas method in the same run (every
+# transaction compared), 10x the customers, one new day. Prints one table; about half an hour on
+# 2 cores. `$(PY) benchmarks/payments_features.py --help` for a smaller run.
+bench-features: setup
+	$(PY) benchmarks/payments_features.py
 
 # The online scoring service on 127.0.0.1:8000 ([serve] in conf/$(SERVE_ENV).toml), answering with the
 # champion's portable form (no Spark, no JVM). The first run writes a random bearer token to

@@ -53,8 +53,11 @@ setup(
         "cluster": ["psycopg2-binary==2.9.13", "Flask-WTF==1.3.0", "venv-pack==0.2.0"],
         # Reading the Delta tables without Spark (queries/without_spark.py): delta-rs and DuckDB.
         "analyst": ["deltalake==1.6.6", "duckdb==2.0.1"],
-        # Only for benchmarks/tree_kernels.py: the alternative tree library the scorer was measured against.
-        "bench": ["treelite==4.8.1"],
+        # benchmarks/tree_kernels.py: treelite, the alternative tree library the scorer was measured
+        # against. benchmarks/payments_features.py: its two references for the features job, DuckDB's
+        # window SQL and the Handbook's pandas method (versions held to constraints.txt's), and delta-rs
+        # to read the job's table.
+        "bench": ["treelite==4.8.1", "duckdb==2.0.1", "pandas==2.3.3", "deltalake==1.6.6"],
     },
     package_data={"pipelines.serving": ["page.html"]},
     entry_points={
