@@ -122,11 +122,13 @@ def run(spark: SparkSession, settings: Settings, *, days: Sequence[date] | None,
     everything = days is None and not catch_up
     first_ingested = None
     if days and not catch_up:
-        # Named days: only their history is read, even for the days' statistics.
-        first_ingested = first_day(transactions)
+        # Named days: only their history is read, even for the days' statistics. Where the
+        # history's first days hold nothing, the table's first day says whether that is a gap.
         named = sorted(set(days))
-        per_day = transactions_per_day(transactions.filter(
-            F.col(TXN_DATE).between(F.lit(history_days(named[0], span)[0]), F.lit(named[-1]))))
+        start = history_days(named[0], span)[0]
+        per_day = transactions_per_day(transactions.filter(F.col(TXN_DATE).between(F.lit(start), F.lit(named[-1]))))
+        if start + timedelta(days=1) not in per_day:
+            first_ingested = first_day(transactions)
     else:
         per_day = transactions_per_day(transactions)
     if catch_up:
