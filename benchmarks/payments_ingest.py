@@ -22,9 +22,10 @@ One run, in a temporary folder (``--workdir``; removed unless ``--keep``) with i
 
 Variable time is a job's wall minus the trivial job's. The ratio against the target is the
 history's variable time over the cold plain copy's (each is the first work of a fresh JVM on
-these files); the ratio of the job's own logged time is printed beside it. CPU seconds (every
-process of a job; the plain copy's JVM) are printed too: on a machine shared with other work,
-wall times are upper bounds, CPU times much less so. The load average is taken at each step.
+these files), and the same by CPU seconds (every process of a job, minus the trivial job's;
+the plain copy's JVM): on a machine shared with other work the wall of each step stretches by
+how busy the machine was just then, CPU time much less. The target is met when both are. The
+ratio of the job's own logged time is printed too, and the load average at each step.
 """
 
 from __future__ import annotations
@@ -211,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         cold = plain["cold"]["seconds"]
         variable = results["history"]["variable_seconds"]
         results["ratio"] = round(variable / cold, 2)
-        results["within_target"] = results["ratio"] <= TARGET_RATIO
+        variable_cpu = results["history"]["cpu_seconds"] - results["trivial"]["cpu_seconds"]
+        results["cpu_ratio"] = round(variable_cpu / plain["cold"]["cpu_seconds"], 2)
+        # On a shared machine one run's wall may stretch more than another's: both must hold.
+        results["within_target"] = max(results["ratio"], results["cpu_ratio"]) <= TARGET_RATIO
         print_table(results)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -240,10 +244,14 @@ def print_table(results: dict) -> None:
         variable = run["variable_seconds"]
         print(f"  {label:<34}{run['wall_seconds']:>9.1f}{variable:>12.1f}{run['job_seconds']:>10.1f}"
               f"{run['cpu_seconds']:>8.1f}{variable / cold:>13.2f}{variable / warm:>13.2f}")
-    variable_cpu = history["cpu_seconds"] - trivial["cpu_seconds"]
-    print(f"  ratio (history variable time / cold plain copy): {results['ratio']:.2f}x, target at most "
-          f"{TARGET_RATIO:g}x: {'met' if results['within_target'] else 'NOT met'}; by the job's own time "
-          f"{history['job_seconds'] / cold:.2f}x; by CPU time {variable_cpu / plain['cold']['cpu_seconds']:.2f}x")
+    print(f"  history / cold plain copy: {results['ratio']:.2f}x by variable time, {results['cpu_ratio']:.2f}x by "
+          f"CPU time (job's minus the trivial job's), {history['job_seconds'] / cold:.2f}x by the job's own time; "
+          f"target at most {TARGET_RATIO:g}x (both of the first two): "
+          f"{'met' if results['within_target'] else 'NOT met'}")
+    busiest = max(float(value.split()[0]) for value in results["load_average"].values())
+    if busiest > results["cores"]:
+        print(f"  the load average reached {busiest:.1f} on {results['cores']} cores: wall times are stretched by "
+              f"other work, unevenly between steps; the CPU times hold better")
 
 
 if __name__ == "__main__":
