@@ -97,11 +97,13 @@ bench-ingest-payments: setup
 	FRAUD_CARD_KEY_SECRET=$${FRAUD_CARD_KEY_SECRET:-$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(16))')} \
 	  $(PY) benchmarks/payments_ingest.py
 
-# The online scoring service on 127.0.0.1:8000 ([serve] in conf/local.toml), answering with the
+# The online scoring service on 127.0.0.1:8000 ([serve] in conf/$(SERVE_ENV).toml), answering with the
 # champion's portable form (no Spark, no JVM). The first run writes a random bearer token to
 # .secrets/serve-token (git-ignored, readable only by you); the page is http://127.0.0.1:8000/.
+# `make serve SERVE_ENV=payments` serves that environment's champion (its own [mlflow] model_name).
+SERVE_ENV ?= local
 serve: setup
-	$(VENV)/bin/fraud-serve --env local --create-token-if-missing
+	$(VENV)/bin/fraud-serve --env $(SERVE_ENV) --create-token-if-missing
 
 # The secret conf/payments.toml pseudonymises card numbers with (HMAC-SHA256) when
 # FRAUD_CARD_KEY_SECRET is not set: 32 random bytes written once to .secrets/card-key

@@ -100,3 +100,41 @@ def test_the_names_an_extra_column_may_not_take_are_the_payments_tables_own_colu
     assert [name for name in table_columns(extra) if name != "merchant_risk"] == list(PAYMENTS_TABLE_COLUMNS)
     with pytest.raises(ValueError, match="card_key is a column of the transactions table"):
         ProfileSettings(kind="payments", extra_numeric_columns=("card_key",))
+
+
+def features_with(tmp_path, text: str) -> str:
+    path = tmp_path / "features.toml"
+    path.write_text('extends = "payments"\n\n' + text + "\n")
+    return str(path)
+
+
+def test_the_default_features_are_the_handbooks_and_a_file_declares_others_per_entity(tmp_path):
+    from pipelines.features.definitions import feature_columns, history_span_days
+
+    handbook = load_settings("payments").features
+    assert feature_columns(handbook) == [
+        "card_tx_count_1d", "card_mean_amount_1d", "card_tx_count_7d", "card_mean_amount_7d", "card_tx_count_30d",
+        "card_mean_amount_30d", "terminal_tx_count_1d", "terminal_fraud_share_1d", "terminal_tx_count_7d",
+        "terminal_fraud_share_7d", "terminal_tx_count_30d", "terminal_fraud_share_30d", "is_weekend", "is_night"]
+    assert history_span_days(handbook) == 37
+    other = load_settings(features_with(tmp_path, '[features]\nnight_flag = false\n\n[features.card]\n'
+                                                  'windows_days = [3]\naggregates = ["mean_amount"]\n')).features
+    assert feature_columns(other) == ["card_mean_amount_3d", *feature_columns(handbook)[6:13]]
+    assert other.terminal == handbook.terminal
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[features.card]\nwindows_days = [1, 1]\naggregates = ["count"]', r"\[features\.card\] windows_days: expected "
+                                                                        r"one or more different numbers of days"),
+    ('[features.card]\nwindows_days = [0]\naggregates = ["count"]',
+     r"\[features\.card\] windows_days\[0\]: must be at least 1, got 0"),
+    ('[features.card]\nwindows_days = [1]\naggregates = ["fraud_share"]',
+     r"fraud_share needs delay_days of at least 2"),
+    ('[features.terminal]\nwindows_days = [1]\naggregates = ["median"]', r"\[features\.terminal\] aggregates\[0\]: "
+                                                                         r"expected 'count', 'mean_amount' or"),
+    ('[features]\nnight_hours = [6, 0]', r"\[features\] night_hours: expected \[first, last\] with first <= last"),
+    ('[features]\nwindows = [1]', r"\[features\] windows: unknown key"),
+])
+def test_bad_features_are_refused_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(features_with(tmp_path, text))

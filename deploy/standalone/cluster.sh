@@ -51,11 +51,18 @@ EOF
 }
 
 up() {
+  # The executors' packed Python is needed only once a job starts: when it is out of date (a
+  # new checkout), its build (minutes: pip, then gzip) runs while the servers start, not
+  # before them. Should a server fail to start, the build is waited for, not left running.
+  "$here/pack-env.sh" &
+  packing=$!
+  trap 'wait "$packing" || true' EXIT
   "$here/postgres.sh" start
   metastore_conf
-  "$here/pack-env.sh"
   "$here/spark.sh" start
   "$here/mlflow.sh" start
+  trap - EXIT
+  wait "$packing" || die "the executors' environment was not built (deploy/standalone/pack-env.sh)"
 }
 
 down() {

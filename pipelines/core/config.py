@@ -110,7 +110,8 @@ _IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
 _SECTION = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 # The jobs under jobs/, each a `./spark-submit.sh <job>`: [spark.jobs.<job>] holds one's own settings.
-JobName = Literal["generate", "ingest", "label", "monitor", "promote", "retrain", "rollback", "score", "sql", "train"]
+JobName = Literal["features", "generate", "ingest", "label", "monitor", "promote", "retrain", "rollback", "score",
+                  "sql", "train"]
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -166,6 +167,8 @@ class TableSettings:
     retrains: _Text = "retrain_triggers"
     # A folder (not a table): the per-day HTML reports and their pictures.
     reports: _Text = "monitor_reports"
+    # The payments profile's history features, one row per transaction (pipelines/features).
+    features: _Text = "features"
 
     def path(self, table: str) -> str:
         """Where the table (or folder) named ``table`` lives: ``root/table``."""
@@ -174,7 +177,7 @@ class TableSettings:
     def locations(self) -> dict[str, str]:
         """Every Delta table of the project by name, with where it lives (existing or not)."""
         names = [self.transactions, self.scored, self.shadow, self.promotions, self.labels,
-                 self.baselines, self.drift, self.performance, self.verdicts, self.retrains]
+                 self.baselines, self.drift, self.performance, self.verdicts, self.retrains, self.features]
         return {name: self.path(name) for name in names}
 
     @property
@@ -484,6 +487,60 @@ class ProfileSettings:
         return [*self.role_columns().values(), *self.extra_numeric_columns]
 
 
+_Days = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1, le=3650)]
+
+
+@dataclass(frozen=True, config=_SECTION)
+class HistoryFeatures:
+    """One entity's history features (``[features.card]``, ``[features.terminal]``): for each
+    window of ``w`` days, aggregates over the entity's transactions in (t - delay - w, t - delay].
+
+    With no delay the window ends at the transaction itself: it holds the transaction and the
+    ones before it in the order of (event time, transaction id), so of two at one instant the
+    first counts in the second's window and not the other way round. ``fraud_share`` counts
+    labels, which are only known later: it needs a delay of at least two days, so that every
+    transaction in its window came before the day began, even a 25-hour day (docs/features.md).
+    """
+
+    AGGREGATES: ClassVar[tuple[str, ...]] = ("count", "mean_amount", "fraud_share")
+
+    windows_days: tuple[_Days, ...]
+    aggregates: tuple[Literal[AGGREGATES], ...]
+    delay_days: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=3650)] = 0
+
+    def __post_init__(self) -> None:
+        if not self.windows_days or len(set(self.windows_days)) != len(self.windows_days):
+            raise ValueError("windows_days: expected one or more different numbers of days")
+        if not self.aggregates or len(set(self.aggregates)) != len(self.aggregates):
+            raise ValueError(f"aggregates: expected one or more different names of {', '.join(self.AGGREGATES)}")
+        if "fraud_share" in self.aggregates and self.delay_days < 2:
+            raise ValueError("fraud_share needs delay_days of at least 2: a transaction of day D counts the "
+                             "labels known when D began, and on a 25-hour day (summer time ending) one "
+                             "day back is still inside D")
+
+
+@dataclass(frozen=True, config=_SECTION)
+class FeatureSettings:
+    """The payments profile's features (``[features]``), computed by ``./spark-submit.sh
+    features`` (:mod:`pipelines.features`). The defaults are the Fraud Detection Handbook's 14:
+    a card's count and mean amount over 1, 7 and 30 days; a terminal's count and fraud share over
+    1, 7 and 30 days ending 7 days back; weekend, and night (local hours 0 to 6, both included).
+    """
+
+    card: HistoryFeatures = HistoryFeatures(windows_days=(1, 7, 30), aggregates=("count", "mean_amount"))
+    terminal: HistoryFeatures = HistoryFeatures(windows_days=(1, 7, 30), aggregates=("count", "fraud_share"),
+                                                delay_days=7)
+    weekend_flag: _Boolean = True
+    night_flag: _Boolean = True
+    # The local hours that are night, first and last included ([0, 6] is 00:00 to 06:59).
+    night_hours: tuple[Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=23)],
+                       Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=23)]] = (0, 6)
+
+    def __post_init__(self) -> None:
+        if self.night_hours[0] > self.night_hours[1]:
+            raise ValueError("night_hours: expected [first, last] with first <= last, such as [0, 6]")
+
+
 @dataclass(frozen=True, config=_SECTION)
 class Settings:
     """One environment's file, checked; ``env`` is its name (not a key of the file)."""
@@ -502,6 +559,8 @@ class Settings:
     catalog: CatalogSettings | None = None
     # What the input files are; creditcard (the public data set) when the file has no [profile].
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    # The payments profile's history features; not read for creditcard.
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
 
 @dataclass(frozen=True, config=_SECTION)

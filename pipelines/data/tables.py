@@ -343,7 +343,8 @@ def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 
 
 def replace_days(
-    scored: DataFrame, path: str, *, days: Sequence[date], metadata: Mapping[str, object] | None = None
+    scored: DataFrame, path: str, *, days: Sequence[date], metadata: Mapping[str, object] | None = None,
+    job: str = "score",
 ) -> Commit:
     """Replace the partitions of ``days`` in the table at ``path`` with ``scored``, in one commit.
 
@@ -365,10 +366,23 @@ def replace_days(
             .mode("overwrite")
             .partitionBy(TXN_DATE)
             .option("replaceWhere", in_days)
-            .option("userMetadata", _commit_metadata("score", write_id, metadata))
+            .option("userMetadata", _commit_metadata(job, write_id, metadata))
             .save(path)
         )
         return find_commit(scored.sparkSession, path, write_id)
+
+    return _with_retries(write)
+
+
+def replace_table(rows: DataFrame, path: str, *, job: str, metadata: Mapping[str, object] | None = None) -> Commit:
+    """Replace every row of the table at ``path`` (partitioned by day) with ``rows``, in one
+    commit, its columns too: for a table computed again from scratch under new definitions."""
+    write_id = uuid.uuid4().hex
+
+    def write() -> Commit:
+        (rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy(TXN_DATE)
+         .option("userMetadata", _commit_metadata(job, write_id, metadata)).save(path))
+        return find_commit(rows.sparkSession, path, write_id)
 
     return _with_retries(write)
 
@@ -468,6 +482,14 @@ def commit_history(spark: SparkSession, path: str) -> list[CommitInfo]:
                               parameters=dict(entry["operationParameters"] or {}),
                               metadata=_json_object(entry["userMetadata"]))
                    for entry in entries), key=lambda commit: commit.version, reverse=True)
+
+
+def latest_commit(spark: SparkSession, path: str) -> CommitInfo:
+    """The newest commit of the table at ``path`` (its log's last entry only)."""
+    entry = (DeltaTable.forPath(spark, path).history(1)
+             .select("version", "operation", "operationParameters", "userMetadata").first())
+    return CommitInfo(version=int(entry["version"]), operation=entry["operation"],
+                      parameters=dict(entry["operationParameters"] or {}), metadata=_json_object(entry["userMetadata"]))
 
 
 def _json_object(text: str | None) -> Mapping[str, object]:

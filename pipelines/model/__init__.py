@@ -3,6 +3,8 @@
 - :mod:`.stages`: the Spark ML pipelines a fraud model can be (candidates, the ensemble's
   ``MeanProbability``);
 - :mod:`.evaluation`: metrics on scores and labels, and the threshold a policy picks;
+- :mod:`.card_precision`: Card Precision@k, the daily share of compromised cards among the
+  k cards alerted (pandas only);
 - :mod:`.ref`: which registered version scores (``ModelRef``);
 - :mod:`.registry`: the MLflow registry: resolving versions, aliases, tags, loading;
 - :mod:`.release`: logging a version with its portable form, if it passes the release rule;
