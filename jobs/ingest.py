@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -35,13 +36,16 @@ from pipelines.core.secrets import card_key_secret
 from pipelines.core.session import get_spark
 from pipelines.data.catalog import publish
 from pipelines.data.payments import (
+    check_against_table,
     check_headers,
     check_one_content_per_id,
     check_payment_values,
     check_table_columns,
-    new_payment_rows,
+    distinct_payment_rows,
     one_row_per_id,
     read_payment_files,
+    repeated_ids,
+    table_columns,
     typed_payment_rows,
 )
 from pipelines.data.tables import (
@@ -107,26 +111,40 @@ def run(spark: SparkSession, settings: Settings, *, input_path: str, ingested_at
 def run_payments(spark: SparkSession, settings: Settings, *, inputs: Sequence[str], secret: bytes,
                  ingested_at: datetime) -> int:
     """Ingest payment files (``[profile] kind = "payments"``) in one commit; return how many
-    new rows they added."""
+    new rows they added.
+
+    The files are read and each value parsed once; the typed rows are kept on local disk for the
+    checks and the write. An id that comes more than once is looked at only when the count of
+    ids says there is one (an identical re-send is written once); against an existing table the
+    ids are checked with a join on the whole table's ids and contents.
+    """
     started = time.perf_counter()
     profile, table = settings.profile, settings.tables.transactions_path
     files = input_files(spark, inputs)
     headers = {uri: csv_header(spark, uri) for uri in files}
     extra_columns = check_headers(headers, profile)
     log.info("ingest: reading and checking %d file(s) ...", len(files))
-    with reading_inputs(files), persisted(read_payment_files(spark, headers, profile=profile, secret=secret)) as rows:
-        summary = check_payment_values(rows, profile=profile)
-        typed = typed_payment_rows(rows, profile=profile, ingested_at=ingested_at)
-        existing = None
-        if is_delta_table(spark, table):
-            existing = spark.read.format("delta").load(table)
-            check_table_columns(existing, profile=profile, path=table)
-        with persisted(one_row_per_id(typed, profile=profile)) as per_id:
-            check_one_content_per_id(per_id, existing, profile=profile)
-            log.info("ingest: %d rows in %d file(s) checked, %s..%s (%s) (%.1f s); writing the new ones into %s ...",
-                     summary.rows, summary.files, summary.first_day, summary.last_day, profile.time_zone,
-                     time.perf_counter() - started, table)
-            commit = insert_new_transactions(spark, new_payment_rows(per_id, profile=profile), table,
+    with reading_inputs(files), persisted(typed_payment_rows(
+            read_payment_files(spark, headers, profile=profile, secret=secret),
+            profile=profile, ingested_at=ingested_at)) as typed:
+        summary = check_payment_values(typed, profile=profile)
+        checked = time.perf_counter()
+        with ExitStack() as stack:
+            unique = typed
+            repeated = repeated_ids(typed)
+            if repeated:
+                per_id = stack.enter_context(persisted(one_row_per_id(typed, profile=profile)))
+                check_one_content_per_id(per_id, profile=profile)
+                unique = distinct_payment_rows(per_id, profile=profile)
+            if is_delta_table(spark, table):
+                existing = spark.read.format("delta").load(table)
+                check_table_columns(existing, profile=profile, path=table)
+                check_against_table(unique, existing, profile=profile)
+            log.info("ingest: %d rows in %d file(s) checked, %s..%s (%s), %d id(s) on more than one row "
+                     "(values %.1f s, ids %.1f s); writing the new ones into %s ...",
+                     summary.rows, summary.files, summary.first_day, summary.last_day, profile.time_zone, repeated,
+                     checked - started, time.perf_counter() - checked, table)
+            commit = insert_new_transactions(spark, unique.select(*table_columns(profile)), table,
                                              first_day=summary.first_day, last_day=summary.last_day)
     if extra_columns:
         log.warning("ingest: column(s) outside [profile], not ingested: %s", ", ".join(extra_columns))

@@ -178,42 +178,95 @@ def _empty(raw: Column) -> Column:
 @dataclass(frozen=True)
 class _Check:
     column: str
-    bad: Column
+    bad: Column  # over the columns of _parsed_columns
     example: Column  # what the message shows of a bad row
     expected: str
 
 
+# A number the value checks need but the table keeps in another type (the label as a double,
+# so that 1.5 is refused rather than cast to 1).
+_LABEL_NUMBER = "_label_number"
+
+
+def _parsed_columns(profile: ProfileSettings, *, ingested_at: datetime) -> list[Column]:
+    """Each table column parsed from its input column (null where it does not parse), then the
+    input columns the checks' messages quote."""
+    label = _number(F.col(profile.label_column)) if profile.label_column else F.lit(None).cast("double")
+    quoted = [column for column in profile.required_columns() if column != profile.card_column]
+    return [
+        F.trim(F.col(profile.id_column)).alias(TRANSACTION_ID),
+        event_time(F.col(profile.event_time_column), time_format=profile.time_format,
+                   time_zone=profile.time_zone).alias(EVENT_TIME),
+        local_day(F.col(profile.event_time_column), time_format=profile.time_format).alias(TXN_DATE),
+        F.col(CARD_KEY),
+        F.trim(F.col(profile.terminal_column)).alias(TERMINAL_ID),
+        exact_amount(F.col(profile.amount_column)).alias(AMOUNT),
+        label.alias(_LABEL_NUMBER),
+        *[_number(F.col(column)).alias(f"_number_{column}") for column in profile.extra_numeric_columns],
+        F.col(SOURCE_FILE),
+        F.lit(as_utc(ingested_at)).cast("timestamp").alias(INGESTED_AT),
+        F.col(FILE),
+        *[F.col(column).alias(f"_raw_{column}") for column in quoted],
+    ]
+
+
 def _checks(profile: ProfileSettings) -> list[_Check]:
+    """The value checks, over the columns of :func:`_parsed_columns`."""
+    def raw(column: str) -> Column:
+        return F.col(f"_raw_{column}")
+
     row_of = F.concat(F.lit(f"the row of {profile.id_column} "),
-                      F.coalesce(F.concat(F.lit("'"), F.trim(F.col(profile.id_column)), F.lit("'")), F.lit("<empty>")))
-    shown = {column: F.coalesce(F.col(column), F.lit("")) for column in profile.required_columns()
-             if column != profile.card_column}
-    amount = exact_amount(F.col(profile.amount_column))
+                      F.coalesce(F.concat(F.lit("'"), F.col(TRANSACTION_ID), F.lit("'")), F.lit("<empty>")))
+    amount = F.col(AMOUNT)
     checks = [
-        _Check(profile.id_column, _empty(F.col(profile.id_column)), F.lit("''"), "not empty"),
-        _Check(profile.event_time_column,
-               event_time(F.col(profile.event_time_column), time_format=profile.time_format,
-                          time_zone=profile.time_zone).isNull(),
-               _quoted(shown[profile.event_time_column]), f"a time written {profile.time_format!r}"),
+        _Check(profile.id_column, _empty(F.col(TRANSACTION_ID)), F.lit("''"), "not empty"),
+        _Check(profile.event_time_column, F.col(EVENT_TIME).isNull(),
+               _quoted(raw(profile.event_time_column)), f"a time written {profile.time_format!r}"),
         # The card is only ever empty here (else it has a key): the message shows the row's id.
         _Check(profile.card_column, F.col(CARD_KEY).isNull(), row_of, "not empty"),
-        _Check(profile.terminal_column, _empty(F.col(profile.terminal_column)), row_of, "not empty"),
-        _Check(profile.amount_column, amount.isNull() | (amount < 0), _quoted(shown[profile.amount_column]),
+        _Check(profile.terminal_column, _empty(F.col(TERMINAL_ID)), row_of, "not empty"),
+        _Check(profile.amount_column, amount.isNull() | (amount < 0), _quoted(raw(profile.amount_column)),
                "a finite number, not negative, with at most 2 decimal places"),
     ]
     if profile.label_column:
-        label = _number(F.col(profile.label_column))
+        label = F.col(_LABEL_NUMBER)
         checks.append(_Check(profile.label_column, label.isNull() | ~label.isin(0.0, 1.0),
-                             _quoted(shown[profile.label_column]), "0 or 1"))
+                             _quoted(raw(profile.label_column)), "0 or 1"))
     for column in profile.extra_numeric_columns:
-        number = _number(F.col(column))
+        number = F.col(f"_number_{column}")
         checks.append(_Check(column, number.isNull() | F.isnan(number) | (F.abs(number) == F.lit(float("inf"))),
-                             _quoted(shown[column]), "a finite number"))
+                             _quoted(raw(column)), "a finite number"))
     return checks
 
 
 def _quoted(value: Column) -> Column:
-    return F.concat(F.lit("'"), value, F.lit("'"))
+    return F.concat(F.lit("'"), F.coalesce(value, F.lit("")), F.lit("'"))
+
+
+def _failed(index: int) -> str:
+    """The column of :func:`typed_payment_rows` that shows a row failing check ``index``."""
+    return f"_failed_{index}"
+
+
+def typed_payment_rows(rows: DataFrame, *, profile: ProfileSettings, ingested_at: datetime) -> DataFrame:
+    """The table's columns (:func:`table_columns`) parsed from ``rows`` (:func:`read_payment_files`),
+    ``_file``, and per value check a ``_failed_<i>`` column: what a message shows of the row when
+    it fails that check, null when it passes (:func:`check_payment_values` reads them).
+
+    Each value is parsed once, here: kept on disk (:func:`pipelines.data.tables.persisted`),
+    these rows feed the checks and the write alike. A row that fails a check holds a null where
+    its value did not parse; such rows are refused, never written. An id may still come more
+    than once (:func:`repeated_ids`).
+    """
+    checks = _checks(profile)
+    parsed = rows.select(*_parsed_columns(profile, ingested_at=ingested_at))
+    return parsed.select(
+        *[F.col(_LABEL_NUMBER).cast("int").alias(column) if column == LABEL
+          else F.col(f"_number_{column}").alias(column) if column in profile.extra_numeric_columns
+          else F.col(column) for column in table_columns(profile)],
+        F.col(FILE),
+        *[F.when(check.bad, check.example).alias(_failed(index)) for index, check in enumerate(checks)],
+    )
 
 
 @dataclass(frozen=True)
@@ -227,8 +280,8 @@ class PaymentFilesSummary:
     last_day: date
 
 
-def check_payment_values(rows: DataFrame, *, profile: ProfileSettings) -> PaymentFilesSummary:
-    """Check every value of ``rows`` (:func:`read_payment_files`) in one aggregation per file.
+def check_payment_values(typed: DataFrame, *, profile: ProfileSettings) -> PaymentFilesSummary:
+    """Check every value of ``typed`` (:func:`typed_payment_rows`) in one aggregation, per file.
 
     Refused: an empty id, card or terminal; a time that does not parse as ``time_format``; an
     amount that is not a finite number, is negative or has more than 2 decimal places; a label
@@ -240,12 +293,13 @@ def check_payment_values(rows: DataFrame, *, profile: ProfileSettings) -> Paymen
     :raises NoDataError: the files have headers but no rows.
     """
     checks = _checks(profile)
-    day = local_day(F.col(profile.event_time_column), time_format=profile.time_format)
-    aggregates = [F.count(F.lit(1)).alias("rows"), F.min(day).alias("first_day"), F.max(day).alias("last_day")]
-    for index, check in enumerate(checks):
-        aggregates.append(F.sum(check.bad.cast("int")).alias(f"bad_{index}"))
-        aggregates.append(F.first(F.when(check.bad, check.example), ignorenulls=True).alias(f"example_{index}"))
-    per_file = rows.groupBy(FILE).agg(*aggregates).collect()
+    aggregates = [F.count(F.lit(1)).alias("rows"), F.min(TXN_DATE).alias("first_day"),
+                  F.max(TXN_DATE).alias("last_day")]
+    for index in range(len(checks)):
+        failed = F.col(_failed(index))
+        aggregates.append(F.count(failed).alias(f"bad_{index}"))
+        aggregates.append(F.first(failed, ignorenulls=True).alias(f"example_{index}"))
+    per_file = typed.groupBy(FILE).agg(*aggregates).collect()
     total = sum(row["rows"] for row in per_file)
     if not total:
         raise NoDataError("the input files have a header but no rows")
@@ -264,31 +318,15 @@ def check_payment_values(rows: DataFrame, *, profile: ProfileSettings) -> Paymen
                                last_day=max(row["last_day"] for row in per_file if row["last_day"]))
 
 
-def typed_payment_rows(rows: DataFrame, *, profile: ProfileSettings, ingested_at: datetime) -> DataFrame:
-    """The table's columns (:func:`table_columns`) from rows :func:`check_payment_values`
-    accepted, and ``_file`` for the messages of :func:`check_one_content_per_id`; an id may
-    still come more than once (:func:`one_row_per_id`)."""
-    label = (_number(F.col(profile.label_column)).cast("int") if profile.label_column
-             else F.lit(None).cast("int"))
-    return rows.select(
-        F.trim(F.col(profile.id_column)).alias(TRANSACTION_ID),
-        event_time(F.col(profile.event_time_column), time_format=profile.time_format,
-                   time_zone=profile.time_zone).alias(EVENT_TIME),
-        local_day(F.col(profile.event_time_column), time_format=profile.time_format).alias(TXN_DATE),
-        F.col(CARD_KEY),
-        F.trim(F.col(profile.terminal_column)).alias(TERMINAL_ID),
-        exact_amount(F.col(profile.amount_column)).alias(AMOUNT),
-        label.alias(LABEL),
-        *[_number(F.col(column)).alias(column) for column in profile.extra_numeric_columns],
-        F.col(SOURCE_FILE),
-        F.lit(as_utc(ingested_at)).cast("timestamp").alias(INGESTED_AT),
-        F.col(FILE),
-    )
-
-
 # --- One content per id -----------------------------------------------------------------------
 
 _LEAST, _GREATEST, _FIRST_FILE, _LAST_FILE = "_least", "_greatest", "_first_file", "_last_file"
+
+
+def repeated_ids(typed: DataFrame) -> int:
+    """How many ids of ``typed`` (:func:`typed_payment_rows`) come on more than one row: an
+    aggregation of the ids alone, so that the usual input, every id once, needs no more."""
+    return typed.groupBy(TRANSACTION_ID).count().filter(F.col("count") > 1).count()
 
 
 def one_row_per_id(typed: DataFrame, *, profile: ProfileSettings) -> DataFrame:
@@ -297,7 +335,7 @@ def one_row_per_id(typed: DataFrame, *, profile: ProfileSettings) -> DataFrame:
     that holds it, the first file name by name (``source_file``) and ``ingested_at``.
 
     The contents of an id differ exactly when its least and greatest differ; when they agree,
-    the least is the row to write (:func:`new_payment_rows`).
+    the least is the row to write (:func:`distinct_payment_rows`).
     """
     content = F.struct(TXN_DATE, *content_columns(profile))
     return typed.groupBy(TRANSACTION_ID).agg(
@@ -306,15 +344,12 @@ def one_row_per_id(typed: DataFrame, *, profile: ProfileSettings) -> DataFrame:
         F.min(SOURCE_FILE).alias(SOURCE_FILE), F.max(INGESTED_AT).alias(INGESTED_AT))
 
 
-def check_one_content_per_id(per_id: DataFrame, existing: DataFrame | None, *, profile: ProfileSettings) -> None:
-    """Refuse an id that comes with two different contents (:func:`content_columns`): twice in
-    the input, or once in the input and once, otherwise, in the whole ``existing`` table (every
-    day of it: an id re-sent with another time must not land on another day). An identical
-    re-send is fine.
+def check_one_content_per_id(per_id: DataFrame, *, profile: ProfileSettings) -> None:
+    """Refuse an id that comes with two different contents (:func:`content_columns`) in the
+    input. An identical re-send is fine.
 
     :param per_id: the input, :func:`one_row_per_id`.
-    :raises InvalidInputError: naming how many ids, one of them, the files it is in and which
-        columns differ (never their values: one may be a card key).
+    :raises InvalidInputError: naming how many ids, one of them and the files it is in.
     """
     clash = (per_id.filter(~F.col(_LEAST).eqNullSafe(F.col(_GREATEST)))
              .agg(F.count(F.lit(1)).alias("ids"), F.first(TRANSACTION_ID).alias("id"),
@@ -324,11 +359,29 @@ def check_one_content_per_id(per_id: DataFrame, existing: DataFrame | None, *, p
         raise InvalidInputError(
             f"{profile.id_column}: {clash['ids']} id(s) given with two different contents in the input, "
             f"e.g. {clash['id']!r} (in {files}); nothing was written")
-    if existing is None:
-        return
+
+
+def distinct_payment_rows(per_id: DataFrame, *, profile: ProfileSettings) -> DataFrame:
+    """The rows of :func:`one_row_per_id`, once :func:`check_one_content_per_id` passed (each
+    id's copies are identical), as :func:`typed_payment_rows` has them: the table's columns
+    and ``_file`` (the first file that holds the id)."""
+    return per_id.select(TRANSACTION_ID, f"{_LEAST}.*", SOURCE_FILE, INGESTED_AT,
+                         F.col(_FIRST_FILE).alias(FILE)).select(*table_columns(profile), FILE)
+
+
+def check_against_table(rows: DataFrame, existing: DataFrame, *, profile: ProfileSettings) -> None:
+    """Refuse an id of ``rows`` (one row per id: the table's columns and ``_file``) that the
+    whole ``existing`` table holds with another content (:func:`content_columns`): every day of
+    it, since an id re-sent with another time must not land on another day. An id held with the
+    same content is fine (it is not written again).
+
+    Only the ids and contents of both sides are read, and only the ids found in both compared.
+
+    :raises InvalidInputError: naming the file, how many ids, one of them and which columns
+        differ (never their values: one may be a card key).
+    """
     columns = content_columns(profile)
-    incoming = per_id.select(TRANSACTION_ID, F.col(_FIRST_FILE).alias(FILE),
-                             *[F.col(f"{_LEAST}.{column}").alias(f"s_{column}") for column in columns])
+    incoming = rows.select(TRANSACTION_ID, FILE, *[F.col(column).alias(f"s_{column}") for column in columns])
     differing = [F.when(~F.col(f"s_{column}").eqNullSafe(F.col(column)), F.lit(column)) for column in columns]
     differs = (incoming.join(existing.select(TRANSACTION_ID, *columns), TRANSACTION_ID)
                .withColumn("_differs", F.array_compact(F.array(*differing)))
@@ -340,12 +393,6 @@ def check_one_content_per_id(per_id: DataFrame, existing: DataFrame | None, *, p
             f"{shown_path(clash['file'])}: {profile.id_column}: {clash['ids']} id(s) already in the table with "
             f"other contents, e.g. {clash['id']!r} ({', '.join(clash['columns'])} differ(s)); an id names one "
             f"transaction for good; nothing was written")
-
-
-def new_payment_rows(per_id: DataFrame, *, profile: ProfileSettings) -> DataFrame:
-    """The rows to write, in the table's columns, from :func:`one_row_per_id` once
-    :func:`check_one_content_per_id` passed (each id's copies are identical)."""
-    return per_id.select(TRANSACTION_ID, f"{_LEAST}.*", SOURCE_FILE, INGESTED_AT).select(*table_columns(profile))
 
 
 def check_table_columns(existing: DataFrame, *, profile: ProfileSettings, path: str) -> None:
