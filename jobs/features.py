@@ -132,8 +132,7 @@ def run(spark: SparkSession, settings: Settings, *, days: Sequence[date] | None,
     else:
         per_day = transactions_per_day(transactions)
     if catch_up:
-        computed = computed_days(spark.read.format("delta").load(path)) if is_delta_table(spark, path) else {}
-        stale = stale_days(per_day, computed, feature_set=feature_set, span_days=span)
+        stale = _stale(spark, path, per_day, feature_set=feature_set, span_days=span)
         days = sorted({entry.day for entry in stale} | set(days or ()))
         if any(entry.reason == "computed with other definitions" for entry in stale):
             everything = set(days) == set(per_day)
@@ -188,15 +187,19 @@ def stale_report(stale: Sequence[StaleDay], features_path: str) -> str:
     return "\n".join(lines)
 
 
+def _stale(spark: SparkSession, path: str, per_day, *, feature_set: str, span_days: int) -> list[StaleDay]:
+    """The days of ``per_day`` whose rows in the ``features`` table at ``path`` are missing or stale."""
+    computed = computed_days(spark.read.format("delta").load(path)) if is_delta_table(spark, path) else {}
+    return stale_days(per_day, computed, feature_set=feature_set, span_days=span_days)
+
+
 def list_stale(spark: SparkSession, settings: Settings) -> list[StaleDay]:
     check_profile(settings)
-    path = settings.tables.path(settings.tables.features)
-    span = history_span_days(settings.features)
-    feature_set = feature_set_id(settings.features, time_zone=settings.profile.time_zone)
     source = settings.tables.transactions_path
     per_day = transactions_per_day(read_version(spark, source, current_version(spark, source)))
-    computed = computed_days(spark.read.format("delta").load(path)) if is_delta_table(spark, path) else {}
-    return stale_days(per_day, computed, feature_set=feature_set, span_days=span)
+    return _stale(spark, settings.tables.path(settings.tables.features), per_day,
+                  feature_set=feature_set_id(settings.features, time_zone=settings.profile.time_zone),
+                  span_days=history_span_days(settings.features))
 
 
 def days_asked(args, today: date) -> list[date] | None:

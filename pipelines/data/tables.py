@@ -484,14 +484,6 @@ def commit_history(spark: SparkSession, path: str) -> list[CommitInfo]:
                    for entry in entries), key=lambda commit: commit.version, reverse=True)
 
 
-def latest_commit(spark: SparkSession, path: str) -> CommitInfo:
-    """The newest commit of the table at ``path`` (its log's last entry only)."""
-    entry = (DeltaTable.forPath(spark, path).history(1)
-             .select("version", "operation", "operationParameters", "userMetadata").first())
-    return CommitInfo(version=int(entry["version"]), operation=entry["operation"],
-                      parameters=dict(entry["operationParameters"] or {}), metadata=_json_object(entry["userMetadata"]))
-
-
 def _json_object(text: str | None) -> Mapping[str, object]:
     try:
         value = json.loads(text) if text else {}

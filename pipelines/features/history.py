@@ -220,5 +220,3 @@ def with_features(rows: DataFrame, settings: FeatureSettings, *, time_zone: str,
                     .drop(_TS, _ONE, _CENTS, _FRAUD, *totals, *corrections))
     return with_flags(with_history, settings, time_zone=time_zone)
 
-
-__all__ = ["MICROS_PER_DAY", "TXN_DATE", "local_wall_clock_micros", "with_features", "with_flags"]
