@@ -35,6 +35,7 @@ from pipelines.lifecycle.promotion import (
     decision_row,
     run_gate,
 )
+from pipelines.model.inputs import model_inputs
 from pipelines.model.ref import ModelRef
 from pipelines.model.registry import (
     alias_holder,
@@ -62,12 +63,13 @@ def run(
     :returns: the decision (``promoted``, ``refused``, ``dry_run`` or ``forced``) and the gate's result.
     """
     mlflow_settings = settings.mlflow
+    inputs = model_inputs(settings)
     champion = alias_holder(mlflow_settings, mlflow_settings.champion_alias)
     if champion is not None and champion.version == candidate.version:
         raise InvalidArgumentError(f"version {candidate.version} of {candidate.name} is the champion already")
     result = run_gate(
         spark,
-        transactions_path=settings.tables.transactions_path,
+        transactions_path=inputs.path(settings),
         candidate=candidate,
         candidate_tags=version_tags(mlflow_settings, candidate),
         champion=champion,
@@ -76,6 +78,8 @@ def run(
         held_out_metrics=run_metrics(mlflow_settings, candidate.run_id),
         normal_weight=settings.train.normal_weight,
         settings=settings.promote,
+        inputs=inputs,
+        card_precision_k=settings.train.card_precision_k,
     )
     print(result.report())
     if dry_run:

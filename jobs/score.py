@@ -1,4 +1,4 @@
-"""score: score one day (or a range of days) of ``transactions`` into ``scored_transactions``.
+"""score: score one day (or a range of days) of ``transactions`` (payments: ``features``) into ``scored_transactions``.
 
     ./spark-submit.sh score --date 2013-09-02
     ./spark-submit.sh score --start-date 2013-09-01 --end-date 2013-09-02 --model-uri models:/fraud_detector/3
@@ -13,6 +13,11 @@ that the model can take every row, and replaces those days in ``scored_transacti
 commit. A date that is not a real calendar date is refused before Spark starts; a day without
 transactions, a row the model cannot take, or a missing model stops the job before anything
 is written.
+
+The payments profile scores the rows of ``features`` instead (their ``source_table_version``
+is that table's version, which records the ``transactions`` version it was computed from),
+and refuses, with nothing written, rows computed with feature definitions other than the
+ones the version was trained on.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pipelines.data.tables import (
     replace_model_days,
     rows_per_day,
 )
+from pipelines.model.inputs import check_feature_set, model_inputs, model_rows
 from pipelines.scoring.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
 from pipelines.scoring.checks import check_model_input
 
@@ -83,13 +89,15 @@ def run(
 
     started = time.monotonic()
     days = sorted(set(days))
-    source_path = settings.tables.transactions_path
+    inputs = model_inputs(settings)
+    source_path = inputs.path(settings)
     version = current_version(spark, source_path) if source_version is None else source_version
     transactions = read_version(spark, source_path, version)
-    day_rows = transactions.filter(F.col(TXN_DATE).isin(*days))
+    day_rows = model_rows(transactions.filter(F.col(TXN_DATE).isin(*days)), inputs)
     source = f"{source_path} version {version}, {_days_text(days)}"
     log.info("score: checking the rows of %s", source)
-    present = check_model_input(day_rows, source=source)
+    check_feature_set(day_rows, model_ref.feature_set, source=source)
+    present = check_model_input(day_rows, source=source, feature_cols=inputs.feature_cols)
     missing = sorted(set(days) - set(present))
     if missing:
         raise NoDataError(
@@ -150,7 +158,7 @@ def catch_up(
     Turns on the change data feed of ``transactions`` first if it is off (see
     pipelines/scoring/catch_up.py).
     """
-    source_path = settings.tables.transactions_path
+    source_path = model_inputs(settings).path(settings)
     current_version(spark, source_path)  # no table: NoDataError before anything else
     if enable_change_feed(spark, source_path, job="score"):
         log.warning("score: turned on the change data feed of %s; changes before it cannot be read, "
@@ -179,8 +187,9 @@ def catch_up(
 
 
 def list_stale(spark: SparkSession, settings: Settings) -> StaleDays:
-    """The stale days against the newest version of ``transactions``; reads only, writes nothing."""
-    source_path = settings.tables.transactions_path
+    """The stale days against the newest version of ``transactions`` (payments: ``features``);
+    reads only, writes nothing."""
+    source_path = model_inputs(settings).path(settings)
     return find_stale_days(spark, transactions_path=source_path, scored_path=settings.tables.scored_path,
                            version=current_version(spark, source_path))
 
@@ -240,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.env)
     if args.list_stale:
         spark = get_spark(settings.spark)
-        print(stale_report(list_stale(spark, settings), settings.tables.transactions_path))
+        print(stale_report(list_stale(spark, settings), model_inputs(settings).path(settings)))
         return 0
     model_uri = args.model_uri
     if args.shadow and model_uri is None:

@@ -237,6 +237,14 @@ class TrainSettings:
     label_col: _Text = "Class"
     seed: _Integer = Field(42, ge=0)
     holdout_days: _Integer = Field(1, ge=1)
+    # Days between the training window and the held-out days, in neither: the time it takes to
+    # learn a label (the Fraud Detection Handbook's protocol leaves 7).
+    gap_days: _Integer = Field(0, ge=0)
+    # How many days before the gap the training window holds; 0: every day there is.
+    window_days: _Integer = Field(0, ge=0)
+    # Card Precision@k is measured with this k where the profile has a card key: the cards
+    # analysts can check in a day.
+    card_precision_k: _Integer = Field(100, ge=1)
     validation_fraction: _Number = Field(0.4, gt=0, lt=1)
     validation_folds: _Integer = Field(2, ge=1)
     refit_on_all_days: _Boolean = True
@@ -253,6 +261,11 @@ class TrainSettings:
     reuse_member_fits: _Boolean = True
     threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
     ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+
+    def __post_init__(self) -> None:
+        if self.window_days and self.refit_on_all_days:
+            raise ValueError("refit_on_all_days = true would fit on every day, not on the window_days "
+                             "window: set one of them")
 
     @property
     def ensemble_members(self) -> tuple[str, ...]:
@@ -281,6 +294,9 @@ class PromoteSettings:
                                AfterValidator(_lowest_first)] = (10.0, 2000.0)
     # The largest drop in AUC-PR against the champion tolerated at 95% confidence.
     max_auc_pr_drop: _Number = Field(0.02, ge=0, le=1)
+    # Where the profile has a card key (payments): the lowest Card Precision@k ([train]
+    # card_precision_k) on the evidence rows, the mean of their days.
+    min_card_precision: _Number = Field(0.0, ge=0, le=1)
     # With a champion but no labelled rows that neither version was fitted on: "refuse", or
     # "absolute_only" (the comparison is skipped; the absolute checks decide).
     without_unseen_rows: Literal["refuse", "absolute_only"] = "refuse"

@@ -31,9 +31,16 @@ from pyspark.sql import functions as F
 
 from pipelines.core.clock import as_utc
 from pipelines.core.config import PromoteSettings
-from pipelines.data.schema import FEATURE_COLS, LABEL_COL, TRANSACTION_ID, TXN_DATE
+from pipelines.data.schema import TRANSACTION_ID, TXN_DATE
 from pipelines.data.tables import current_version, read_version
-from pipelines.model.evaluation import SCORE_DECIMALS, ScoreCurve, binary_metrics
+from pipelines.model.evaluation import (
+    SCORE_DECIMALS,
+    ScoreCurve,
+    binary_metrics,
+    card_precision_metric,
+    scored_card_precision,
+)
+from pipelines.model.inputs import CREDITCARD, ModelInputs, check_feature_set, model_rows
 from pipelines.model.ref import ModelRef
 from pipelines.model.stages import fraud_probability
 
@@ -111,28 +118,29 @@ def fitted_rows(transactions_at_version: DataFrame, fitted: FittedRows) -> DataF
     return rows.select(TRANSACTION_ID)
 
 
-def unseen_rows(transactions: DataFrame, seen: list[DataFrame]) -> DataFrame:
+def unseen_rows(transactions: DataFrame, seen: list[DataFrame], *, label_col: str = CREDITCARD.label_col
+                ) -> DataFrame:
     """The labelled rows of ``transactions`` whose id is in none of ``seen``."""
-    rows = transactions.filter(F.col(LABEL_COL).isNotNull())
+    rows = transactions.filter(F.col(label_col).isNotNull())
     for ids in seen:
         rows = rows.join(ids, TRANSACTION_ID, "left_anti")
     return rows
 
 
-def scored_cells(rows: DataFrame, models: dict[str, Transformer]) -> DataFrame:
+def scored_cells(rows: DataFrame, models: dict[str, Transformer], inputs: ModelInputs = CREDITCARD) -> DataFrame:
     """Score ``rows`` with each model; one row per distinct (label, rounded scores) and its count.
 
     Rounded as everywhere in evaluation (``SCORE_DECIMALS``), so what reaches the driver is
     bounded whatever the number of rows.
     """
-    scored = rows.select(TRANSACTION_ID, LABEL_COL, *FEATURE_COLS)
+    scored = rows.select(TRANSACTION_ID, inputs.label_col, *inputs.feature_cols)
     names = list(models)
     columns = []
     for name in names:
         probabilities = models[name].transform(scored).select(
             TRANSACTION_ID, F.round(fraud_probability(), SCORE_DECIMALS).alias(name))
         columns.append(probabilities)
-    labelled = scored.select(TRANSACTION_ID, F.col(LABEL_COL).cast("int").alias("label"))
+    labelled = scored.select(TRANSACTION_ID, F.col(inputs.label_col).cast("int").alias("label"))
     for probabilities in columns:
         labelled = labelled.join(probabilities, TRANSACTION_ID)
     return labelled.groupBy("label", *names).count()
@@ -219,15 +227,26 @@ def paired_difference_interval(
 # --- The checks -----------------------------------------------------------------------------------
 
 
-def absolute_checks(metrics: dict[str, float], settings: PromoteSettings) -> list[GateCheck]:
-    """The checks that need no champion: AUC-PR, recall at the version's threshold, alert volume."""
+def absolute_checks(metrics: dict[str, float], settings: PromoteSettings, *, card_precision_k: int | None = None
+                    ) -> list[GateCheck]:
+    """The checks that need no champion: AUC-PR, recall at the version's threshold, alert volume,
+    and Card Precision@k where the profile has cards (``card_precision_k``)."""
     low, high = settings.alerts_per_100k
+    card_checks = []
+    if card_precision_k is not None:
+        name = card_precision_metric(card_precision_k)
+        value = metrics.get(name)
+        card_checks.append(GateCheck(
+            name, value, f">= {settings.min_card_precision:g}",
+            value is not None and value >= settings.min_card_precision,
+            "" if value is not None else "not measured: the training run logged no Card Precision"))
     return [
         GateCheck("auc_pr", metrics["auc_pr"], f">= {settings.min_auc_pr:g}", metrics["auc_pr"] >= settings.min_auc_pr),
         GateCheck("recall_at_threshold", metrics["recall"], f">= {settings.min_recall:g}",
                   metrics["recall"] >= settings.min_recall),
         GateCheck("alerts_per_100k", metrics["alerts_per_100k"], f"{low:g} to {high:g} (real balance)",
                   low <= metrics["alerts_per_100k"] <= high),
+        *card_checks,
     ]
 
 
@@ -302,38 +321,52 @@ def run_gate(
     held_out_metrics: dict[str, float],
     normal_weight: float,
     settings: PromoteSettings,
+    inputs: ModelInputs = CREDITCARD,
+    card_precision_k: int = 100,
 ) -> GateResult:
     """Measure ``candidate`` (against ``champion``) on the rows neither was fitted on.
 
     :param held_out_metrics: the candidate's training run metrics, the fallback evidence when
         there are no unseen labelled rows.
     :param normal_weight: how many real normal transactions one row of ``transactions`` stands for.
+    :param inputs: the profile's model inputs: ``transactions_path`` is their table (payments:
+        ``features``); where they have a card key, Card Precision@``card_precision_k`` is checked too.
     """
-    current = read_version(spark, transactions_path, current_version(spark, transactions_path))
+    k = card_precision_k if inputs.card_col else None
+    version = current_version(spark, transactions_path)
+    current = model_rows(read_version(spark, transactions_path, version), inputs)
+    check_feature_set(current, candidate.feature_set, source=f"{transactions_path} version {version}")
     versions = [candidate_tags] + ([champion_tags] if champion and champion_tags is not None else [])
     seen = []
     for tags in versions:
         fitted = fitted_rows_of(tags)
         seen.append(fitted_rows(read_version(spark, fitted.table_path, fitted.table_version), fitted))
-    rows = unseen_rows(current, seen).cache()
+    rows = unseen_rows(current, seen, label_col=inputs.label_col).cache()
     try:
         per_label = {row["label"]: row["count"] for row in
-                     rows.groupBy(F.col(LABEL_COL).cast("int").alias("label")).count().collect()}
+                     rows.groupBy(F.col(inputs.label_col).cast("int").alias("label")).count().collect()}
         if per_label.get(1, 0) and per_label.get(0, 0):
             models = {"new": load_model(candidate)} | ({"old": load_model(champion)} if champion else {})
-            cells = Cells.from_frame(scored_cells(rows, models), list(models))
+            cells = Cells.from_frame(scored_cells(rows, models, inputs), list(models))
             days = tuple(sorted(row[TXN_DATE] for row in rows.select(TXN_DATE).distinct().collect()))
             evidence = Evidence(
                 "labelled rows neither version was fitted on" if champion else
                 "labelled rows the version was not fitted on", cells.rows, cells.frauds, days)
-            checks = absolute_checks(version_metrics(cells, "new", candidate.threshold, normal_weight), settings)
+            measured = version_metrics(cells, "new", candidate.threshold, normal_weight)
+            if k is not None:
+                scored = models["new"].transform(rows).select(
+                    TXN_DATE, inputs.card_col, fraud_probability().alias("score"), inputs.label_col)
+                measured[card_precision_metric(k)] = scored_card_precision(
+                    scored, day_col=TXN_DATE, card_col=inputs.card_col, score_col="score",
+                    label_col=inputs.label_col, k=k)
+            checks = absolute_checks(measured, settings, card_precision_k=k)
             if champion:
                 checks.append(comparison_check(cells, settings))
         else:
             evidence = Evidence("held-out day of the training run (the same recipe fitted without that day: "
                                 "no unseen labelled rows)", int(held_out_metrics.get("rows", 0)),
                                 int(held_out_metrics.get("frauds", 0)))
-            checks = absolute_checks(held_out_metrics, settings)
+            checks = absolute_checks(held_out_metrics, settings, card_precision_k=k)
             if champion:
                 checks.append(comparison_check(None, settings))
     finally:

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 # Re-exported: the policy lives in its own module so that conf/ can be read without Spark.
 from pipelines.core.config import ThresholdPolicy
+from pipelines.model.card_precision import card_precision_at_k
 
 # Scores are rounded to this many decimals before counting, which bounds the table sent to
 # the driver to about a million rows whatever the data's size.
@@ -268,3 +269,20 @@ def choose_threshold(policy: ThresholdPolicy, curve: ScoreCurve) -> float:
         cost = policy.cost_missed_fraud * missed + policy.cost_false_alarm * curve.false_positives
         best = int(np.argmin(cost))
     return float(curve.thresholds[best])
+
+
+def card_precision_metric(k: int) -> str:
+    """Card Precision@k's name as a metric (MLflow, the gate, monitoring): ``card_precision_at_100``."""
+    return f"card_precision_at_{k}"
+
+
+def scored_card_precision(scored: DataFrame, *, day_col: str, card_col: str, score_col: str, label_col: str,
+                          k: int) -> float:
+    """Card Precision@k (pipelines/model/card_precision.py) of scored rows, the mean over their
+    days. Spark reduces them to one row per day and card (the card's highest score and label),
+    which is all that comes to the driver."""
+    per_card = (scored.groupBy(day_col, card_col)
+                .agg(F.max(score_col).alias(score_col), F.max(F.col(label_col)).cast("int").alias(label_col))
+                .toPandas())
+    return card_precision_at_k(per_card, k=k, day_col=day_col, card_col=card_col, score_col=score_col,
+                               label_col=label_col).mean

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The version's tag naming the feature set (pipelines/features) it was trained on: payments only.
+FEATURE_SET_TAG = "feature_set"
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -16,6 +19,8 @@ class ModelRef:
     threshold: float
     # How many real normal transactions one normal training row stood for (1: none dropped).
     normal_weight: float = 1.0
+    # The feature set its rows must have been computed with; None: rows carry none (creditcard).
+    feature_set: str | None = None
 
     @property
     def uri(self) -> str:

@@ -33,7 +33,7 @@ from pipelines.core.errors import (
 from pipelines.model.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.model.portable.model import PortableModel
 from pipelines.model.portable.pyfunc import load_registered
-from pipelines.model.ref import ModelRef
+from pipelines.model.ref import FEATURE_SET_TAG, ModelRef
 
 # The days whose rows (at the version's source.table_version) the model was fitted on.
 FITTED_DAYS_TAG = "fitted.days"
@@ -178,6 +178,7 @@ def model_ref(model_version: ModelVersion) -> ModelRef:
         threshold=float(model_version.tags[THRESHOLD_TAG]),
         # Versions registered before the tag existed were fitted at the balance they score.
         normal_weight=float(model_version.tags.get(NORMAL_WEIGHT_TAG, "1.0")),
+        feature_set=model_version.tags.get(FEATURE_SET_TAG),
     )
 
 

@@ -28,7 +28,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from pipelines.core.clock import as_utc
 from pipelines.core.errors import ModelNotFoundError, NoDataError
-from pipelines.data.schema import FEATURE_COLS, TXN_DATE
+from pipelines.data.schema import TXN_DATE
 from pipelines.data.tables import append_rows, is_delta_table, read_version
 from pipelines.lifecycle.promotion import FittedRows, fitted_rows_of
 from pipelines.model.portable.model import PortableModel
@@ -86,9 +86,10 @@ def build_baseline(
     :raises NoDataError: the pinned version of the table cannot be read any more (vacuumed or
         moved), or holds none of the fitted days.
     """
-    rows = _fitted_rows(spark, ref, fitted)
+    feature_cols = list(portable.feature_cols)
+    rows = _fitted_rows(spark, ref, fitted, feature_cols)
     scored = _with_scores(rows, portable)
-    columns = [*FEATURE_COLS, SCORE_COLUMN]
+    columns = [*feature_cols, SCORE_COLUMN]
     edges = quantile_cuts(scored, columns, bins)
     edges[ALERT_COLUMN] = np.array([0.5])
     per_day = profiles_by(scored, edges, by=TXN_DATE)
@@ -100,7 +101,7 @@ def build_baseline(
     return Baseline(
         model_name=ref.name, model_version=ref.version, source_table_path=fitted.table_path,
         source_table_version=fitted.table_version, fitted_days=fitted.days,
-        features={column: measured[column] for column in FEATURE_COLS}, score=measured[SCORE_COLUMN],
+        features={column: measured[column] for column in feature_cols}, score=measured[SCORE_COLUMN],
         alert_rate=measured[ALERT_COLUMN].mean, groups=groups,
         day_spread=day_spread(measured, list(per_day.values()), groups),
     )
@@ -132,7 +133,7 @@ def day_spread(pooled: dict[str, Profile], days: list[dict[str, Profile]],
     return spread
 
 
-def _fitted_rows(spark: SparkSession, ref: ModelRef, fitted: FittedRows) -> DataFrame:
+def _fitted_rows(spark: SparkSession, ref: ModelRef, fitted: FittedRows, feature_cols: list[str]) -> DataFrame:
     try:
         rows = read_version(spark, fitted.table_path, fitted.table_version)
         rows.schema  # noqa: B018 - resolves the version now, so a missing one fails here
@@ -142,7 +143,8 @@ def _fitted_rows(spark: SparkSession, ref: ModelRef, fitted: FittedRows) -> Data
             f"version {fitted.table_version}) cannot be read: {str(exc).splitlines()[0][:300]}") from exc
     if fitted.days is not None:
         rows = rows.filter(F.col(TXN_DATE).isin(*fitted.days))
-    return rows.select(TXN_DATE, *FEATURE_COLS)
+    # As doubles: the payments amount is an exact decimal, its counts and flags integers.
+    return rows.select(TXN_DATE, *(F.col(column).cast("double").alias(column) for column in feature_cols))
 
 
 def _with_scores(rows: DataFrame, portable: PortableModel) -> DataFrame:

@@ -18,7 +18,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.core.config import MonitorSettings
-from pipelines.data.schema import FEATURE_COLS
 from pipelines.monitoring.baseline import ALERT_COLUMN, Baseline
 from pipelines.monitoring.profile import (
     BandSettings,
@@ -64,7 +63,7 @@ def day_profiles(transactions_day: DataFrame, scored_day: DataFrame, baseline: B
     """The day's profiles over the baseline's bins: one pass over its transactions (features),
     one over its scores."""
     features = profiles(
-        transactions_day.select(*FEATURE_COLS),
+        transactions_day.select(*(F.col(column).cast("double").alias(column) for column in baseline.features)),
         {column: profile.edges for column, profile in baseline.features.items()},
         valid_ranges={column: (profile.minimum, profile.maximum) for column, profile in baseline.features.items()},
     )
@@ -129,7 +128,7 @@ def score_metrics(baseline: Baseline, day: DayProfiles, settings: MonitorSetting
 def drift_metrics(baseline: Baseline, day: DayProfiles, settings: MonitorSettings) -> list[MetricRow]:
     """Every feature's and the score's metrics for one day (``drifted`` not yet set)."""
     rows = []
-    for column in FEATURE_COLS:
+    for column in baseline.features:
         rows += column_metrics(column, "input", baseline.features[column], day.features[column],
                                baseline.groups[column], settings, baseline.day_spread.get(column))
     return rows + score_metrics(baseline, day, settings)

@@ -246,24 +246,27 @@ def read_labels(spark: SparkSession, path: str) -> DataFrame | None:
     return spark.read.format("delta").load(path)
 
 
-def labelled_rows(transactions: DataFrame, labels: DataFrame | None) -> DataFrame:
+def labelled_rows(transactions: DataFrame, labels: DataFrame | None, *, label_col: str = LABEL_COL,
+                  amount_col: str = "Amount") -> DataFrame:
     """Each transaction with its effective label: the ``labels`` table's where it has one,
-    else the ``Class`` it was ingested with.
+    else the one it was ingested with (``label_col``: ``Class``, or the payments ``label``).
 
     :param labels: the ``labels`` table (:func:`read_labels`), or None when there is none yet.
-    :returns: ``transaction_id``, ``txn_date``, ``Amount``, ``label`` (int), one row per
-        transaction; a filter on ``txn_date`` reaches the ``transactions`` read.
+    :returns: ``transaction_id``, ``txn_date``, ``Amount`` (``amount_col`` as a double),
+        ``label`` (int), one row per transaction; a filter on ``txn_date`` reaches the read.
 
     Example::
 
         day = labelled_rows(transactions, read_labels(spark, labels_path)).filter(F.col("txn_date") == day)
     """
-    rows = transactions.select(TRANSACTION_ID, TXN_DATE, "Amount", LABEL_COL)
+    rows = transactions.select(TRANSACTION_ID, TXN_DATE, F.col(amount_col).cast("double").alias("_amount"),
+                               F.col(label_col).alias("_label"))
+    amount = F.col("_amount").alias("Amount")
     if labels is None:
-        return rows.select(TRANSACTION_ID, TXN_DATE, "Amount", F.col(LABEL_COL).cast("int").alias("label"))
+        return rows.select(TRANSACTION_ID, TXN_DATE, amount, F.col("_label").cast("int").alias("label"))
     late = labels.select(TRANSACTION_ID, F.col(LABEL_COL).alias("_late"))
     return rows.join(late, TRANSACTION_ID, "left").select(
-        TRANSACTION_ID, TXN_DATE, "Amount", F.coalesce(F.col("_late"), F.col(LABEL_COL)).cast("int").alias("label"))
+        TRANSACTION_ID, TXN_DATE, amount, F.coalesce(F.col("_late"), F.col("_label")).cast("int").alias("label"))
 
 
 def labels_fingerprints(rows: DataFrame) -> DataFrame:

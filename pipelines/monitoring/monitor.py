@@ -19,6 +19,7 @@ fails in steps 1-2, before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from pipelines.core.config import Settings
 from pipelines.core.errors import NoDataError, SchemaError
 from pipelines.data.schema import TXN_DATE
 from pipelines.data.tables import is_delta_table, read_version, replace_model_days, sql_date
+from pipelines.model.inputs import model_inputs
 from pipelines.model.portable.pyfunc import load_registered
 from pipelines.model.registry import resolve_model, version_tags
 from pipelines.monitoring.baseline import (
@@ -48,7 +50,13 @@ from pipelines.monitoring.baseline import (
 )
 from pipelines.monitoring.drift import DayProfiles, MetricRow, day_profiles, drift_metrics, mark_drifted
 from pipelines.monitoring.labels import labelled_rows, labels_fingerprints, read_labels
-from pipelines.monitoring.performance import Cells, Figure, performance_cells, realized_performance
+from pipelines.monitoring.performance import (
+    Cells,
+    Figure,
+    day_card_precision,
+    performance_cells,
+    realized_performance,
+)
 from pipelines.monitoring.report import write_report
 from pipelines.monitoring.tables import DRIFT_SCHEMA, PERFORMANCE_SCHEMA, VERDICT_SCHEMA
 from pipelines.monitoring.verdict import Verdict, verdict_of
@@ -206,10 +214,16 @@ class Performance:
 
 def day_cells(spark: SparkSession, settings: Settings, scored: ScoredDay, scored_rows: DataFrame) -> Cells:
     """The day's scores joined with their labels, counted per cell (one pass)."""
-    transactions = spark.read.format("delta").load(settings.tables.transactions_path)
+    inputs = model_inputs(settings)
+    transactions = spark.read.format("delta").load(inputs.path(settings))
     labels = read_labels(spark, settings.tables.path(settings.tables.labels))
-    labelled = labelled_rows(transactions.filter(F.col(TXN_DATE) == F.expr(sql_date(scored.day))), labels)
-    return performance_cells(scored_rows, labelled)
+    day_rows = transactions.filter(F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
+    labelled = labelled_rows(day_rows, labels, label_col=inputs.label_col, amount_col=inputs.amount_col)
+    cells = performance_cells(scored_rows, labelled)
+    if inputs.card_col is None or cells.fingerprint is None:
+        return cells
+    return dataclasses.replace(cells, card_precision=day_card_precision(
+        scored_rows, labelled, day_rows, card_col=inputs.card_col, k=settings.train.card_precision_k))
 
 
 def _performance(settings: Settings, scored: ScoredDay, cells: Cells, history: History) -> Performance:
@@ -221,14 +235,14 @@ def _performance(settings: Settings, scored: ScoredDay, cells: Cells, history: H
     if stored and fingerprint == cells.fingerprint:
         return Performance(stored, cells.rows, cells.frauds, cells.fingerprint, recomputed=False)
     figures = realized_performance(cells, normal_weight=settings.train.normal_weight, monitor=settings.monitor,
-                                   limits=settings.promote)
+                                   limits=settings.promote, card_precision_k=settings.train.card_precision_k)
     return Performance(figures, cells.rows, cells.frauds, cells.fingerprint, recomputed=True)
 
 
 def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, computed_at: datetime) -> DayResult:
     """Monitor one scored day (see the module docstring); return its verdict."""
     baseline = baseline_for(spark, settings, scored.model_name, scored.model_version, created_at=computed_at)
-    transactions_day = read_version(spark, settings.tables.transactions_path, scored.source_table_version).filter(
+    transactions_day = read_version(spark, model_inputs(settings).path(settings), scored.source_table_version).filter(
         F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
     scored_rows = spark.read.format("delta").load(settings.tables.scored_path).filter(
         F.col(TXN_DATE) == F.expr(sql_date(scored.day)))
@@ -340,11 +354,13 @@ def stale_days(spark: SparkSession, settings: Settings) -> dict[date, str]:
         .agg(F.max("model_version").alias("model_version"), F.max("scored_at").alias("scored_at")).collect())}
     verdicts = _per_day(spark, settings.tables.path(settings.tables.verdicts), "scored_at")
     stored = _per_day(spark, settings.tables.path(settings.tables.performance), "labels_fingerprint")
-    transactions = spark.read.format("delta").load(settings.tables.transactions_path)
+    inputs = model_inputs(settings)
+    transactions = spark.read.format("delta").load(inputs.path(settings))
     labels = read_labels(spark, settings.tables.path(settings.tables.labels))
     scored_ids = spark.read.format("delta").load(scored_path).select("transaction_id")
     current = {row[TXN_DATE]: row["labels_fingerprint"] for row in labels_fingerprints(
-        labelled_rows(transactions, labels).join(scored_ids, "transaction_id", "left_semi")).collect()}
+        labelled_rows(transactions, labels, label_col=inputs.label_col, amount_col=inputs.amount_col)
+        .join(scored_ids, "transaction_id", "left_semi")).collect()}
     stale = {}
     for day, row in sorted(scored.items()):
         verdict = verdicts.get((day, row["model_version"]))

@@ -26,9 +26,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.core.config import MonitorSettings, PromoteSettings
-from pipelines.data.schema import TRANSACTION_ID
+from pipelines.data.schema import TRANSACTION_ID, TXN_DATE
 from pipelines.lifecycle.promotion import weighted_average_precision
-from pipelines.model.evaluation import SCORE_DECIMALS
+from pipelines.model.evaluation import SCORE_DECIMALS, card_precision_metric, scored_card_precision
 from pipelines.monitoring.labels import fingerprint_text, label_hash
 from pipelines.monitoring.tables import ALERT, OK, SCORE_COLUMN, WARN
 
@@ -46,6 +46,8 @@ class Cells:
     amounts: np.ndarray  # the frauds' amount per cell (0 for normal cells)
     # The labels measured, as pipelines.monitoring.labels.labels_fingerprints gives it (None: no rows).
     fingerprint: str | None = None
+    # The day's Card Precision@k where the profile has cards (day_card_precision), else None.
+    card_precision: float | None = None
 
     @property
     def frauds(self) -> int:
@@ -130,10 +132,25 @@ def resampled_weights(cells: Cells, samples: int, rng: np.random.Generator) -> n
     return weights
 
 
+def day_card_precision(scored_day: DataFrame, labelled: DataFrame, cards: DataFrame, *, card_col: str,
+                       k: int) -> float:
+    """The day's Card Precision@k (pipelines/model/card_precision.py) over its labelled rows,
+    each card ranked by its highest ``fraud_probability``."""
+    rows = (scored_day.select(TRANSACTION_ID, TXN_DATE, SCORE_COLUMN)
+            .join(labelled.select(TRANSACTION_ID, "label"), TRANSACTION_ID)
+            .join(cards.select(TRANSACTION_ID, card_col), TRANSACTION_ID))
+    return scored_card_precision(rows, day_col=TXN_DATE, card_col=card_col, score_col=SCORE_COLUMN,
+                                 label_col="label", k=k)
+
+
 def realized_performance(
-    cells: Cells, *, normal_weight: float, monitor: MonitorSettings, limits: PromoteSettings
+    cells: Cells, *, normal_weight: float, monitor: MonitorSettings, limits: PromoteSettings,
+    card_precision_k: int = 100,
 ) -> list[Figure]:
-    """Each metric's value, bootstrap interval, the gate's limits and the status."""
+    """Each metric's value, bootstrap interval, the gate's limits and the status.
+
+    Card Precision@k, where measured, has no interval (its unit is the card, not the cell); it
+    is ``warn`` below the gate's ``min_card_precision``, never ``alert`` on one day's figure."""
     point = figures(cells.counts, cells, normal_weight)
     rng = np.random.default_rng(monitor.seed)
     drawn: dict[str, list[np.ndarray]] = {metric: [] for metric in PERFORMANCE_METRICS}
@@ -160,6 +177,10 @@ def realized_performance(
         lower, upper = (float(v) for v in np.quantile(values, [tail, 1 - tail]))
         low, high = bounds.get(metric, (None, None))
         result.append(Figure(metric, value, lower, upper, low, high, _status(value, lower, upper, low, high)))
+    if cells.card_precision is not None:
+        value, low = cells.card_precision, limits.min_card_precision
+        result.append(Figure(card_precision_metric(card_precision_k), value, None, None, low, None,
+                             WARN if value < low else OK))
     return result
 
 

@@ -30,15 +30,18 @@ from pyspark.sql import functions as F
 
 from pipelines.core.config import TrainSettings
 from pipelines.core.errors import ConfigError, NoDataError
-from pipelines.data.schema import EVENT_TS, FEATURE_COLS, TRANSACTION_ID, TXN_DATE
+from pipelines.data.schema import EVENT_TS, TRANSACTION_ID, TXN_DATE
 from pipelines.model.evaluation import (
     ScoreCurve,
     average_precision,
     average_precision_interval,
     binary_metrics,
+    card_precision_metric,
     choose_threshold,
     score_counts,
+    scored_card_precision,
 )
+from pipelines.model.inputs import CREDITCARD, ModelInputs
 from pipelines.model.stages import (
     ENSEMBLE,
     build_pipeline,
@@ -139,9 +142,13 @@ def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
 
 def split_by_time(
     transactions: DataFrame, *, holdout_days: int, validation_fraction: float, validation_folds: int,
-    label_col: str,
+    label_col: str, gap_days: int = 0, window_days: int = 0, time_col: str = EVENT_TS,
 ) -> TimeSplit:
     """Hold out the last ``holdout_days`` days; cut validation folds from the end of the rest.
+
+    With ``gap_days``, that many days before the held-out ones are left out of both (the time
+    a label takes to be known); with ``window_days``, the training window is that many days
+    before the gap, not every day there is. Days are days with rows, counted from the last.
 
     The last ``validation_fraction`` of the training window's rows by event time is cut into
     ``validation_folds`` consecutive slices; fold k fits on every row before slice k. Each
@@ -150,15 +157,19 @@ def split_by_time(
     :raises NoDataError: too few days, or a part with no fraud or no normal row.
     """
     days = sorted(row[TXN_DATE] for row in transactions.select(TXN_DATE).distinct().collect())
-    if len(days) <= holdout_days:
+    before = holdout_days + gap_days
+    if len(days) <= before:
+        wanted = f"{holdout_days} held-out day(s)" + (f" after {gap_days} gap day(s)" if gap_days else "")
         raise NoDataError(
-            f"training needs more than {holdout_days} day(s) of transactions to hold "
-            f"{holdout_days} out; the table has {len(days)}: {[d.isoformat() for d in days]}"
+            f"training needs more than {before} day(s) of transactions, for {wanted} and a day to train "
+            f"on before them; the table has {len(days)}: {[d.isoformat() for d in days]}"
         )
-    first_holdout_day = days[-holdout_days]
-    training_window = transactions.filter(F.col(TXN_DATE) < F.lit(first_holdout_day))
+    training_days = days[:-before][-window_days:] if window_days else days[:-before]
+    held_out_days = days[-holdout_days:]
+    first_holdout_day = held_out_days[0]
+    training_window = transactions.filter(F.col(TXN_DATE).between(F.lit(training_days[0]), F.lit(training_days[-1])))
     holdout = transactions.filter(F.col(TXN_DATE) >= F.lit(first_holdout_day))
-    seconds = F.col(EVENT_TS).cast("double")
+    seconds = F.col(time_col).cast("double")
     starts = [1 - validation_fraction + k * validation_fraction / validation_folds for k in range(validation_folds)]
     cuts = training_window.select(F.percentile_approx(seconds, starts, 100_000)).first()[0]
     ends = [*cuts[1:], None]
@@ -174,7 +185,7 @@ def split_by_time(
         parts[f"fold {number} fit"] = fold.fit
         parts[f"fold {number} validation"] = fold.validation
     _require_both_classes(parts, label_col)
-    return TimeSplit(folds, training_window, holdout, days[:-holdout_days], days[-holdout_days:])
+    return TimeSplit(folds, training_window, holdout, training_days, held_out_days)
 
 
 def _require_both_classes(parts: Mapping[str, DataFrame], label_col: str) -> None:
@@ -211,26 +222,29 @@ def balanced_fraud_weight(rows: DataFrame, *, label_col: str) -> float:
 
 
 def fit(
-    rows: DataFrame, *, candidate: str, params: Mapping[str, Any], settings: TrainSettings
+    rows: DataFrame, *, candidate: str, params: Mapping[str, Any], settings: TrainSettings,
+    inputs: ModelInputs = CREDITCARD,
 ) -> PipelineModel:
-    """Fit one candidate with one set of parameters, with the configured class weighting."""
+    """Fit one candidate with one set of parameters on ``inputs``' feature columns, with the
+    configured class weighting (the label is ``settings.label_col``)."""
     weight_col = None
     if settings.class_weighting == "balanced":
         fraud_weight = balanced_fraud_weight(rows, label_col=settings.label_col)
         rows = with_class_weight(rows, label_col=settings.label_col, fraud_weight=fraud_weight)
         weight_col = WEIGHT_COL
     pipeline = build_pipeline(
-        candidate=candidate, params=params, feature_cols=FEATURE_COLS,
+        candidate=candidate, params=params, feature_cols=list(inputs.feature_cols),
         label_col=settings.label_col, weight_col=weight_col, seed=settings.seed,
     )
     return pipeline.fit(rows)
 
 
-def curve_of(model: PipelineModel, rows: DataFrame, *, label_col: str) -> ScoreCurve:
+def curve_of(model: PipelineModel, rows: DataFrame, *, label_col: str, amount_col: str = "Amount") -> ScoreCurve:
     """The score curve of ``model`` on ``rows`` (with the frauds' amounts)."""
-    scored = model.transform(rows).select(fraud_probability(), F.col(label_col), F.col("Amount"))
+    scored = model.transform(rows).select(fraud_probability(), F.col(label_col),
+                                          F.col(amount_col).cast("double").alias(amount_col))
     return ScoreCurve.from_frame(
-        score_counts(scored, score_col="fraud_probability", label_col=label_col, amount_col="Amount")
+        score_counts(scored, score_col="fraud_probability", label_col=label_col, amount_col=amount_col)
     )
 
 
@@ -345,20 +359,34 @@ def _time_left(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class _Fitted:
-    """A fit and the score curve it was measured by (validation fold or held-out days)."""
+    """A fit and the score curve it was measured by (validation fold or held-out days), with its
+    Card Precision@k on the held-out days where the profile has cards."""
 
     model: PipelineModel
     curve: ScoreCurve
+    card_precision: float | None = None
 
 
 def _fit_and_measure(rows: DataFrame, measured_on: DataFrame, *, candidate: str, params: Mapping[str, Any],
-                     settings: TrainSettings) -> _Fitted:
-    model = fit(rows, candidate=candidate, params=params, settings=settings)
-    return _Fitted(model, curve_of(model, measured_on, label_col=settings.label_col))
+                     settings: TrainSettings, inputs: ModelInputs, held_out: bool = False) -> _Fitted:
+    model = fit(rows, candidate=candidate, params=params, settings=settings, inputs=inputs)
+    return _measure_only(model, measured_on, settings=settings, inputs=inputs, held_out=held_out)
 
 
-def _measure_only(model: PipelineModel, measured_on: DataFrame, *, settings: TrainSettings) -> _Fitted:
-    return _Fitted(model, curve_of(model, measured_on, label_col=settings.label_col))
+def _measure_only(model: PipelineModel, measured_on: DataFrame, *, settings: TrainSettings,
+                  inputs: ModelInputs, held_out: bool = False) -> _Fitted:
+    curve = curve_of(model, measured_on, label_col=settings.label_col, amount_col=inputs.amount_col)
+    if not held_out or inputs.card_col is None:
+        return _Fitted(model, curve)
+    return _Fitted(model, curve, card_precision_of(
+        model, measured_on, card_col=inputs.card_col, label_col=settings.label_col, k=settings.card_precision_k))
+
+
+def card_precision_of(model: PipelineModel, rows: DataFrame, *, card_col: str, label_col: str, k: int) -> float:
+    """Card Precision@k of ``model`` on ``rows``, the mean over their days."""
+    scored = model.transform(rows).select(TXN_DATE, card_col, fraud_probability().alias("score"), label_col)
+    return scored_card_precision(scored, day_col=TXN_DATE, card_col=card_col, score_col="score",
+                                 label_col=label_col, k=k)
 
 
 @dataclass(frozen=True)
@@ -378,14 +406,15 @@ def _fits_of(split: TimeSplit, candidate: str, grid: Mapping[str, list[Any]]) ->
 
 
 def _start_search(split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings,
-                  runner: FitRunner) -> _Search:
+                  runner: FitRunner, inputs: ModelInputs) -> _Search:
     """Submit every grid point's fit on every fold; the results come as the runner gets to them.
     The fits must have been announced to ``runner`` (:meth:`FitRunner.expect`)."""
     points = grid_points(grid)
     folds = [
         [
             runner.submit(candidate, f"{_varying(grid, params)} fold {number}".strip(), functools.partial(
-                _fit_and_measure, fold.fit, fold.validation, candidate=candidate, params=params, settings=settings))
+                _fit_and_measure, fold.fit, fold.validation, candidate=candidate, params=params, settings=settings,
+                inputs=inputs))
             for number, fold in enumerate(split.folds, start=1)
         ]
         for params in points
@@ -394,7 +423,7 @@ def _start_search(split: TimeSplit, *, candidate: str, grid: Mapping[str, list[A
 
 
 def _finish_search(split: TimeSplit, search: _Search, *, settings: TrainSettings,
-                   runner: FitRunner) -> Callable[[], CandidateResult]:
+                   runner: FitRunner, inputs: ModelInputs) -> Callable[[], CandidateResult]:
     """Rank the grid points once their folds are fitted, submit the best one's fit on the training
     window; the returned function waits for that fit and measures it."""
     points = []
@@ -410,7 +439,7 @@ def _finish_search(split: TimeSplit, search: _Search, *, settings: TrainSettings
     window = runner.submit(
         search.candidate, f"{_varying(search.grid, best.params)} training window".strip(), functools.partial(
             _fit_and_measure, split.training_window, split.holdout, candidate=search.candidate, params=best.params,
-            settings=settings))
+            settings=settings, inputs=inputs, held_out=True))
     return functools.partial(_measured, best, points, fold_models[best_index], window, settings=settings)
 
 
@@ -424,6 +453,8 @@ def _measured(best: SearchPoint, points: list[SearchPoint], fold_models: list[Pi
     holdout_metrics = metrics_of(fitted.curve, threshold, settings)
     low, high = average_precision_interval(fitted.curve, seed=settings.seed)
     holdout_metrics.update(auc_pr_ci95_low=low, auc_pr_ci95_high=high)
+    if fitted.card_precision is not None:
+        holdout_metrics[card_precision_metric(settings.card_precision_k)] = fitted.card_precision
     return CandidateResult(
         best=best,
         points=points,
@@ -438,7 +469,7 @@ def _measured(best: SearchPoint, points: list[SearchPoint], fold_models: list[Pi
 
 def search_candidate(
     split: TimeSplit, *, candidate: str, grid: Mapping[str, list[Any]], settings: TrainSettings,
-    runner: FitRunner | None = None,
+    runner: FitRunner | None = None, inputs: ModelInputs = CREDITCARD,
 ) -> CandidateResult:
     """Fit every grid point on every fold, keep the best by mean validation AUC-PR, measure it.
 
@@ -449,13 +480,15 @@ def search_candidate(
     """
     if runner is None:
         with FitRunner(parallel=1, clock=time.monotonic) as sequential:
-            return search_candidate(split, candidate=candidate, grid=grid, settings=settings, runner=sequential)
+            return search_candidate(split, candidate=candidate, grid=grid, settings=settings, runner=sequential,
+                                    inputs=inputs)
     runner.expect(_fits_of(split, candidate, grid))
-    search = _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner)
-    return _finish_search(split, search, settings=settings, runner=runner)()
+    search = _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner, inputs=inputs)
+    return _finish_search(split, search, settings=settings, runner=runner, inputs=inputs)()
 
 
-def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner) -> dict[str, CandidateResult]:
+def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner,
+               inputs: ModelInputs = CREDITCARD) -> dict[str, CandidateResult]:
     """Search every candidate of ``settings``, then the ensemble of ``ensemble_members`` if any.
 
     Every fold fit of every candidate is submitted first, so that ``runner`` keeps its threads
@@ -465,20 +498,21 @@ def search_all(split: TimeSplit, *, settings: TrainSettings, runner: FitRunner) 
     for candidate, grid in settings.candidates.items():
         runner.expect(_fits_of(split, candidate, grid))
     searches = [
-        _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner)
+        _start_search(split, candidate=candidate, grid=grid, settings=settings, runner=runner, inputs=inputs)
         for candidate, grid in settings.candidates.items()
     ]
-    finishing = [_finish_search(split, search, settings=settings, runner=runner) for search in searches]
+    finishing = [_finish_search(split, search, settings=settings, runner=runner, inputs=inputs)
+                 for search in searches]
     results = {search.candidate: result() for search, result in zip(searches, finishing, strict=True)}
     if settings.ensemble_members and not settings.reuse_member_fits:
         runner.expect(_fits_of(split, ENSEMBLE, {"members": [settings.ensemble_members]}))
     if settings.ensemble_members:
-        results[ENSEMBLE] = _search_ensemble(split, results, settings=settings, runner=runner)
+        results[ENSEMBLE] = _search_ensemble(split, results, settings=settings, runner=runner, inputs=inputs)
     return results
 
 
 def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *, settings: TrainSettings,
-                     runner: FitRunner) -> CandidateResult:
+                     runner: FitRunner, inputs: ModelInputs) -> CandidateResult:
     """The members' fraud probabilities averaged, each member with the parameters its search chose.
 
     Validated, thresholded and measured exactly like a single candidate, so the search can
@@ -490,8 +524,8 @@ def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *
     grid = {"members": [members]}
     if not settings.reuse_member_fits:
         # Its fits were announced to the runner with the others' (search_all).
-        search = _start_search(split, candidate=ENSEMBLE, grid=grid, settings=settings, runner=runner)
-        return _finish_search(split, search, settings=settings, runner=runner)()
+        search = _start_search(split, candidate=ENSEMBLE, grid=grid, settings=settings, runner=runner, inputs=inputs)
+        return _finish_search(split, search, settings=settings, runner=runner, inputs=inputs)()
     fold_models = [
         compose_ensemble({member: results[member].fold_models[index] for member in members})
         for index in range(len(split.folds))
@@ -499,11 +533,11 @@ def _search_ensemble(split: TimeSplit, results: Mapping[str, CandidateResult], *
     window_model = compose_ensemble({member: results[member].model for member in members})
     folds = [
         runner.submit(ENSEMBLE, f"fold {number} (members reused)", functools.partial(
-            _measure_only, model, fold.validation, settings=settings), counted=False)
+            _measure_only, model, fold.validation, settings=settings, inputs=inputs), counted=False)
         for number, (model, fold) in enumerate(zip(fold_models, split.folds, strict=True), start=1)
     ]
     window = runner.submit(ENSEMBLE, "training window (members reused)", functools.partial(
-        _measure_only, window_model, split.holdout, settings=settings), counted=False)
+        _measure_only, window_model, split.holdout, settings=settings, inputs=inputs, held_out=True), counted=False)
     best = SearchPoint(ENSEMBLE, {"members": members}, [future.result().curve for future in folds])
     log.info("search: %s %s: validation AUC-PR %.4f", ENSEMBLE, best.params, best.validation_auc_pr)
     return _measured(best, [best], fold_models, window, settings=settings)
@@ -514,7 +548,7 @@ FINAL_FIT = "final refit"
 
 
 def start_final_fit(rows: DataFrame, *, candidate: str, params: Mapping[str, Any], settings: TrainSettings,
-                    runner: FitRunner) -> Callable[[], PipelineModel]:
+                    runner: FitRunner, inputs: ModelInputs = CREDITCARD) -> Callable[[], PipelineModel]:
     """Submit the fit of ``candidate`` with ``params`` on ``rows``; the returned function waits for
     the model. With ``reuse_member_fits`` an ensemble's members are fitted side by side and
     composed (:func:`compose_ensemble`: the same model as fitting its pipeline). The fits take
@@ -522,13 +556,13 @@ def start_final_fit(rows: DataFrame, *, candidate: str, params: Mapping[str, Any
     if candidate != ENSEMBLE or not settings.reuse_member_fits:
         runner.expect([candidate], instead_of=FINAL_FIT)
         future = runner.submit(candidate, "all days", functools.partial(
-            fit, rows, candidate=candidate, params=params, settings=settings))
+            fit, rows, candidate=candidate, params=params, settings=settings, inputs=inputs))
         return future.result
     members = pipeline_members(candidate, params)
     runner.expect(list(members), instead_of=FINAL_FIT)
     futures = {
         member: runner.submit(member, "all days (ensemble member)", functools.partial(
-            fit, rows, candidate=member, params=member_params, settings=settings))
+            fit, rows, candidate=member, params=member_params, settings=settings, inputs=inputs))
         for member, member_params in members.items()
     }
     return lambda: compose_ensemble({member: future.result() for member, future in futures.items()})

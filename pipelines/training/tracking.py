@@ -25,9 +25,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.core.config import MlflowSettings, TrainSettings
-from pipelines.data.schema import FEATURE_COLS
 from pipelines.model import release
+from pipelines.model.inputs import CREDITCARD, ModelInputs
 from pipelines.model.portable.decision import Decision
+from pipelines.model.ref import FEATURE_SET_TAG
 from pipelines.model.registry import FITTED_DAYS_TAG, NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.model.stages import pipeline_members
 from pipelines.training import plots
@@ -111,6 +112,7 @@ def train_and_register(
     lineage: Lineage,
     train: TrainSettings,
     registry: MlflowSettings,
+    inputs: ModelInputs = CREDITCARD,
 ) -> TrainingOutcome:
     """Search the candidates, log every one, register the best as the challenger.
 
@@ -120,7 +122,8 @@ def train_and_register(
     check_train_settings(train)
     split = split_by_time(
         transactions, holdout_days=train.holdout_days, validation_fraction=train.validation_fraction,
-        validation_folds=train.validation_folds, label_col=train.label_col,
+        validation_folds=train.validation_folds, label_col=train.label_col, gap_days=train.gap_days,
+        window_days=train.window_days, time_col=inputs.time_col,
     )
     holdout_label = ",".join(day.isoformat() for day in split.holdout_days)
     dataset = training_dataset(transactions, lineage)
@@ -130,6 +133,10 @@ def train_and_register(
         mlflow.log_params({
             "holdout_days": holdout_label,
             "training_days": ",".join(day.isoformat() for day in split.training_days),
+            "gap_days": train.gap_days,
+            "window_days": train.window_days or "all",
+            "feature_set": inputs.feature_set or "none",
+            "feature_columns": ",".join(inputs.feature_cols),
             "validation_fraction": train.validation_fraction,
             "validation_folds": train.validation_folds,
             "class_weighting": train.class_weighting,
@@ -150,27 +157,27 @@ def train_and_register(
         with FitRunner(parallel=train.parallel_fits, clock=time.monotonic) as runner:
             if train.refit_on_all_days:
                 runner.expect([FINAL_FIT])  # counted in the progress from the start
-            results = search_all(split, settings=train, runner=runner)
+            results = search_all(split, settings=train, runner=runner, inputs=inputs)
             chosen = best_candidate(results)
             best = results[chosen]
             # The refit on every day runs while the candidates are logged.
             final_fit = (
                 start_final_fit(transactions, candidate=chosen, params=best.best.params, settings=train,
-                                runner=runner)
+                                runner=runner, inputs=inputs)
                 if train.refit_on_all_days else lambda: best.model
             )
             for candidate, result in results.items():
                 with mlflow.start_run(run_name=candidate, nested=True):
                     mlflow.set_tags(lineage.tags())
                     mlflow.log_input(dataset, context="training")
-                    _log_candidate(result)
-            _log_candidate(best)
+                    _log_candidate(result, inputs)
+            _log_candidate(best, inputs)
             mlflow.set_tag("chosen_candidate", chosen)
             final_model = final_fit()
         fitted_days = split.training_days + (split.holdout_days if train.refit_on_all_days else [])
         model_version = _log_and_register(
             final_model, split.training_window, best, lineage, registry, train,
-            fitted_days=fitted_days,
+            fitted_days=fitted_days, inputs=inputs,
         )
     log.info(
         "train: %s %s, threshold %.4f, held-out AUC-PR %.4f -> %s version %s (%s)",
@@ -189,7 +196,7 @@ def train_and_register(
     )
 
 
-def _log_candidate(result: CandidateResult) -> None:
+def _log_candidate(result: CandidateResult, inputs: ModelInputs) -> None:
     """Log a candidate's chosen parameters, metrics and pictures to the active run."""
     candidate = result.best.candidate
     mlflow.log_params({
@@ -209,20 +216,20 @@ def _log_candidate(result: CandidateResult) -> None:
         "plots/score_distribution.png": plots.score_distribution_figure(
             curve, threshold, f"{candidate}: held-out scores"),
     }
-    importances = _feature_importances(result.model)
+    importances = _feature_importances(result.model, len(inputs.feature_cols))
     if importances is not None:
         figures["plots/feature_importance.png"] = plots.feature_importance_figure(
-            FEATURE_COLS, importances, f"{candidate}: feature importance")
+            list(inputs.feature_cols), importances, f"{candidate}: feature importance")
     for name, figure in figures.items():
         mlflow.log_figure(figure, name)
 
 
-def _feature_importances(model: PipelineModel) -> list[float] | None:
+def _feature_importances(model: PipelineModel, n_features: int) -> list[float] | None:
     """Tree importances (XGBoost: total gain), or the size of a linear model's scaled coefficients."""
     classifier = model.stages[-1]
     if hasattr(classifier, "get_booster"):
         gain = classifier.get_booster().get_score(importance_type="total_gain")
-        return [gain.get(f"f{index}", 0.0) for index in range(len(FEATURE_COLS))]
+        return [gain.get(f"f{index}", 0.0) for index in range(n_features)]
     if hasattr(classifier, "featureImportances"):
         return classifier.featureImportances.toArray().tolist()
     if hasattr(classifier, "coefficients"):
@@ -239,6 +246,7 @@ def _log_and_register(
     train: TrainSettings,
     *,
     fitted_days: list[date],
+    inputs: ModelInputs,
 ) -> str:
     """Log the model (its Spark pipeline and its portable form, which must pass the release
     rule of :mod:`pipelines.model.release`), register it as the challenger.
@@ -248,7 +256,7 @@ def _log_and_register(
     """
     # Real rows for the release rule's parity check (pipelines/model/release.py), spread over the
     # window; the first five are also the logged input example (one Spark job for both).
-    parity_examples = (example_rows.select(*FEATURE_COLS).orderBy(F.rand(train.seed))
+    parity_examples = (example_rows.select(*inputs.feature_cols).orderBy(F.rand(train.seed))
                        .limit(PARITY_EXAMPLE_ROWS).toPandas())
     input_example = parity_examples.head(5)
     info = release.log_model(
@@ -274,6 +282,7 @@ def _log_and_register(
         "holdout.auc_pr_ci95": f"{result.holdout_metrics['auc_pr_ci95_low']:.4f}-"
                                f"{result.holdout_metrics['auc_pr_ci95_high']:.4f}",
         "validation.auc_pr": f"{result.validation_metrics['val_auc_pr']:.6f}",
+        **({FEATURE_SET_TAG: inputs.feature_set} if inputs.feature_set else {}),
     }
     model_version = mlflow.register_model(info.model_uri, registry.model_name, tags=version_tags)
     client = mlflow.MlflowClient()
