@@ -87,3 +87,23 @@ def test_a_token_file_others_can_read_is_refused(tmp_path):
         load_tokens(str(path), {})
     path.chmod(0o600)
     assert load_tokens(str(path), {})[0] == "t" * 40
+
+
+def test_a_transaction_of_another_feature_set_is_a_409_and_a_feature_set_that_is_not_text_a_422():
+    """A payments model scores features computed with its own definitions only (#23)."""
+    columns = ["amount", "card_tx_count_1d"]
+    row = {"amount": 12.5, "card_tx_count_1d": 2}
+    features, _, _ = parse_transactions(json.dumps({**row, "feature_set": "fs-aaa"}).encode(), columns,
+                                        max_batch=10, feature_set="fs-aaa")
+    assert features.tolist() == [[12.5, 2.0]]
+    with pytest.raises(RequestRefused) as other:
+        parse_transactions(json.dumps([row, {**row, "feature_set": "fs-bbb"}]).encode(), columns, max_batch=10,
+                           feature_set="fs-aaa")
+    assert other.value.status == 409 and other.value.detail[0]["loc"] == ["body", 1, "feature_set"]
+    assert "fs-bbb" in other.value.detail[0]["msg"] and "fs-aaa" in other.value.detail[0]["msg"]
+    with pytest.raises(RequestRefused) as untyped:
+        parse_transactions(json.dumps({**row, "feature_set": 7}).encode(), columns, max_batch=10, feature_set="fs-aaa")
+    assert untyped.value.status == 422
+    with pytest.raises(RequestRefused) as no_set:  # a credit-card model has none
+        parse_transactions(json.dumps({**row, "feature_set": "fs-aaa"}).encode(), columns, max_batch=10)
+    assert no_set.value.status == 409

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("page.html")
 # Fields a transaction may carry besides the model's features: the data set's `Time` (seconds
-# from its start; the model does not read it) and the caller's own id, echoed back.
-OPTIONAL_FIELDS = ("Time", "transaction_id")
+# from its start; the model does not read it), the caller's own id, echoed back, and the
+# feature set its features were computed with (payments: refused with 409 unless the model's).
+OPTIONAL_FIELDS = ("Time", "transaction_id", "feature_set")
 # The largest magnitude a feature may have: what float32 holds (XGBoost reads float32).
 MAX_ABS_VALUE = float(np.finfo(np.float32).max)
 _MAX_DOUBLE = float(np.finfo(np.float64).max)
@@ -100,7 +101,8 @@ def _duplicated_fields(payload: Any) -> list[dict[str, Any]]:
     return problems
 
 
-def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> tuple[np.ndarray, list[Any], bool]:
+def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int, *, feature_set: str | None = None
+                       ) -> tuple[np.ndarray, list[Any], bool]:
     """(features as rows x feature_cols, each transaction's id or None, whether it was one object).
 
     An object that names a field twice, at any depth, is refused: Python's json keeps the last
@@ -148,6 +150,7 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
     features = np.empty((len(rows), len(feature_cols)))
     ids: list[Any] = []
     problems: list[dict[str, Any]] = []
+    other_sets: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         if len(problems) > MAX_PROBLEMS:
             problems.append(_problem([], f"... and more problems in transactions {index} to {len(rows) - 1}",
@@ -188,8 +191,17 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int) -> 
         if transaction_id is not None and type(transaction_id) not in (str, int):
             problems.append(_problem([*where, "transaction_id"], "must be a string or an integer", "type_error"))
         ids.append(transaction_id)
+        if "feature_set" in keys:
+            given = row["feature_set"]
+            if type(given) is not str:
+                problems.append(_problem([*where, "feature_set"], "must be a string", "string_type"))
+            elif given != feature_set:
+                other_sets.append(_problem([*where, "feature_set"], f"computed with feature set {given}; the model "
+                                           f"was trained on {feature_set or 'no feature set'}", "feature_set"))
     if problems:
         raise RequestRefused(422, "invalid", problems[:MAX_PROBLEMS + 1])
+    if other_sets:
+        raise RequestRefused(409, "feature_set_mismatch", other_sets[:MAX_PROBLEMS + 1])
     return features, ids, single
 
 
@@ -248,6 +260,7 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         return JSONResponse({
             "model_name": model.name, "model_version": model.version, "model_run_id": model.run_id,
             "threshold": portable.decision.real_threshold, "feature_cols": portable.feature_cols,
+            "feature_set": model.feature_set,
             "optional_fields": list(OPTIONAL_FIELDS), "max_batch": serve.max_batch,
             "loaded_at": model.loaded_at, "example": example,
         })
@@ -270,7 +283,8 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         body = await read_body(request)
 
         def parse_and_score() -> tuple[list[Any], bool, np.ndarray, np.ndarray]:
-            features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch)
+            features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch,
+                                                       feature_set=model.feature_set)
             return ids, single, *score_rows(model, features)
 
         if len(body) > INLINE_BYTES:  # a batch: parsed and scored on a worker thread, the loop goes on

@@ -24,6 +24,7 @@ from pipelines.core.errors import ModelNotPortableError
 from pipelines.model.portable.decision import NORMAL_WEIGHT_TAG, THRESHOLD_TAG
 from pipelines.model.portable.model import PortableModel
 from pipelines.model.portable.pyfunc import load_registered
+from pipelines.model.ref import FEATURE_SET_TAG
 from pipelines.serving.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class LoadedModel:
     run_id: str
     portable: PortableModel
     loaded_at: float
+    # The feature set (pipelines/features) it was trained on; None: its inputs have none.
+    feature_set: str | None = None
 
 
 class ModelHolder:
@@ -74,7 +77,7 @@ def load_version(client: MlflowClient, name: str, version: str) -> LoadedModel:
     # Warm-up: the first call of each stage's compiled code, before any request meets it.
     portable.sample_probability(portable.parity.features[:2])
     return LoadedModel(name=name, version=str(version), run_id=model_version.run_id or "", portable=portable,
-                       loaded_at=time.time())
+                       loaded_at=time.time(), feature_set=tags.get(FEATURE_SET_TAG))
 
 
 class ModelWatcher:
