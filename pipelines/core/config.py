@@ -297,6 +297,8 @@ class PromoteSettings:
     # Where the profile has a card key (payments): the lowest Card Precision@k ([train]
     # card_precision_k) on the evidence rows, the mean of their days.
     min_card_precision: _Number = Field(0.0, ge=0, le=1)
+    # The gate looks at the table's last ``evidence_days`` days with rows only; 0: every day.
+    evidence_days: _Integer = Field(0, ge=0)
     # With a champion but no labelled rows that neither version was fitted on: "refuse", or
     # "absolute_only" (the comparison is skipped; the absolute checks decide).
     without_unseen_rows: Literal["refuse", "absolute_only"] = "refuse"

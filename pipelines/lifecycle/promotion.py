@@ -127,23 +127,25 @@ def unseen_rows(transactions: DataFrame, seen: list[DataFrame], *, label_col: st
     return rows
 
 
-def scored_cells(rows: DataFrame, models: dict[str, Transformer], inputs: ModelInputs = CREDITCARD) -> DataFrame:
-    """Score ``rows`` with each model; one row per distinct (label, rounded scores) and its count.
+def scored_rows(rows: DataFrame, models: dict[str, Transformer], inputs: ModelInputs = CREDITCARD) -> DataFrame:
+    """``rows`` scored by each model: ``transaction_id``, ``txn_date``, the card key (if the
+    profile has one), ``label`` (int) and one probability column per model, named as in ``models``."""
+    keep = [TRANSACTION_ID, TXN_DATE, *([inputs.card_col] if inputs.card_col else [])]
+    features = rows.select(*keep, inputs.label_col, *inputs.feature_cols)
+    scored = features.select(*keep, F.col(inputs.label_col).cast("int").alias("label"))
+    for name, model in models.items():
+        scored = scored.join(model.transform(features).select(TRANSACTION_ID, fraud_probability().alias(name)),
+                             TRANSACTION_ID)
+    return scored
+
+
+def scored_cells(scored: DataFrame, names: list[str]) -> DataFrame:
+    """One row per distinct (label, rounded scores) of :func:`scored_rows` and its count.
 
     Rounded as everywhere in evaluation (``SCORE_DECIMALS``), so what reaches the driver is
     bounded whatever the number of rows.
     """
-    scored = rows.select(TRANSACTION_ID, inputs.label_col, *inputs.feature_cols)
-    names = list(models)
-    columns = []
-    for name in names:
-        probabilities = models[name].transform(scored).select(
-            TRANSACTION_ID, F.round(fraud_probability(), SCORE_DECIMALS).alias(name))
-        columns.append(probabilities)
-    labelled = scored.select(TRANSACTION_ID, F.col(inputs.label_col).cast("int").alias("label"))
-    for probabilities in columns:
-        labelled = labelled.join(probabilities, TRANSACTION_ID)
-    return labelled.groupBy("label", *names).count()
+    return scored.groupBy("label", *(F.round(name, SCORE_DECIMALS).alias(name) for name in names)).count()
 
 
 @dataclass(frozen=True)
@@ -341,24 +343,31 @@ def run_gate(
     for tags in versions:
         fitted = fitted_rows_of(tags)
         seen.append(fitted_rows(read_version(spark, fitted.table_path, fitted.table_version), fitted))
+    if settings.evidence_days:
+        # Only the table's last days: a long history would make the gate score all of it.
+        last_days = sorted(row[TXN_DATE] for row in current.select(TXN_DATE).distinct().collect())
+        if last_days:
+            current = current.filter(F.col(TXN_DATE) >= F.lit(last_days[-min(settings.evidence_days, len(last_days))]))
     rows = unseen_rows(current, seen, label_col=inputs.label_col).cache()
     try:
         per_label = {row["label"]: row["count"] for row in
                      rows.groupBy(F.col(inputs.label_col).cast("int").alias("label")).count().collect()}
         if per_label.get(1, 0) and per_label.get(0, 0):
             models = {"new": load_model(candidate)} | ({"old": load_model(champion)} if champion else {})
-            cells = Cells.from_frame(scored_cells(rows, models, inputs), list(models))
+            # Each model scores the rows once; the cells and Card Precision both come from that.
+            scored = scored_rows(rows, models, inputs).cache()
+            try:
+                cells = Cells.from_frame(scored_cells(scored, list(models)), list(models))
+                measured = version_metrics(cells, "new", candidate.threshold, normal_weight)
+                if k is not None:
+                    measured[card_precision_metric(k)] = scored_card_precision(
+                        scored, day_col=TXN_DATE, card_col=inputs.card_col, score_col="new", label_col="label", k=k)
+            finally:
+                scored.unpersist()
             days = tuple(sorted(row[TXN_DATE] for row in rows.select(TXN_DATE).distinct().collect()))
             evidence = Evidence(
                 "labelled rows neither version was fitted on" if champion else
                 "labelled rows the version was not fitted on", cells.rows, cells.frauds, days)
-            measured = version_metrics(cells, "new", candidate.threshold, normal_weight)
-            if k is not None:
-                scored = models["new"].transform(rows).select(
-                    TXN_DATE, inputs.card_col, fraud_probability().alias("score"), inputs.label_col)
-                measured[card_precision_metric(k)] = scored_card_precision(
-                    scored, day_col=TXN_DATE, card_col=inputs.card_col, score_col="score",
-                    label_col=inputs.label_col, k=k)
             checks = absolute_checks(measured, settings, card_precision_k=k)
             if champion:
                 checks.append(comparison_check(cells, settings))
