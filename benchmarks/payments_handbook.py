@@ -193,6 +193,7 @@ def main() -> int:
 
     folder = args.folder.resolve() if args.folder else Path(tempfile.mkdtemp(prefix="payments-handbook-"))
     keep = args.keep or args.folder is not None
+    met = False
     env = {**os.environ}
     env.setdefault("FRAUD_CARD_KEY_SECRET", "benchmark-only-secret-not-for-real-cards")
     try:
@@ -233,12 +234,13 @@ def main() -> int:
                   f"{'not significantly below' if ok else 'SIGNIFICANTLY BELOW'}")
         print("target (registered not significantly below the best reference on AP and CP@100): "
               + ("met" if all(verdicts) else "NOT met"))
+        met = all(verdicts)
     finally:
         if keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

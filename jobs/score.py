@@ -47,7 +47,7 @@ from pipelines.data.tables import (
     replace_model_days,
     rows_per_day,
 )
-from pipelines.model.inputs import check_feature_set, model_inputs, model_rows
+from pipelines.model.inputs import FeatureSetMismatchError, check_feature_set, model_inputs, model_rows
 from pipelines.scoring.catch_up import StaleDays, days_with_rows, find_stale_days, score_commit_metadata
 from pipelines.scoring.checks import check_model_input
 
@@ -96,6 +96,10 @@ def run(
     day_rows = model_rows(transactions.filter(F.col(TXN_DATE).isin(*days)), inputs)
     source = f"{source_path} version {version}, {_days_text(days)}"
     log.info("score: checking the rows of %s", source)
+    if inputs.feature_set and not model_ref.feature_set:
+        raise FeatureSetMismatchError(
+            f"{model_ref.uri} records no feature set: it was not trained on this profile's features "
+            f"({inputs.feature_set}); nothing was written")
     check_feature_set(day_rows, model_ref.feature_set, source=source)
     present = check_model_input(day_rows, source=source, feature_cols=inputs.feature_cols)
     missing = sorted(set(days) - set(present))

@@ -163,10 +163,14 @@ def test_train_promote_score_and_monitor_run_on_the_features_table(spark, lake):
     assert 0.0 <= measured[f"card_precision_at_{K}"] <= 1.0
 
 
-def test_rows_of_other_feature_definitions_are_refused_by_score_and_train(spark, lake):
+def test_rows_of_other_feature_definitions_are_refused_and_a_new_set_is_promoted_without_a_comparison(spark, lake):
     settings = lake
     outcome = train_job.run(spark, settings, commit="test")
     ref = resolve_model(settings.mlflow, f"models:/{settings.mlflow.model_name}/{outcome.model_version}")
+    assert promote_job.run(spark, settings, candidate=ref, decided_at=NOW)[0] == "promoted"
+    # A version that records no feature set is refused on this profile, before anything is scored.
+    with pytest.raises(FeatureSetMismatchError, match="records no feature set"):
+        score_job.run(spark, settings, days=[day(12)], model_ref=replace(ref, feature_set=None), scored_at=NOW)
     # Same columns, another night: another feature set, which the version was not trained on.
     other = replace(settings, features=replace(SHORT, night_hours=(0, 5)))
     features_job.run(spark, other, days=None, computed_at=NOW)
@@ -176,3 +180,11 @@ def test_rows_of_other_feature_definitions_are_refused_by_score_and_train(spark,
     # The settings name the old definitions; the table holds the new: train refuses too.
     with pytest.raises(FeatureSetMismatchError, match="other definitions"):
         train_job.run(spark, settings, commit="test")
+    # A version trained on the new set cannot be compared with the champion on the old one:
+    # the absolute checks decide, and the report says why.
+    newer = train_job.run(spark, other, commit="test")
+    candidate = resolve_model(other.mlflow, f"models:/{other.mlflow.model_name}/{newer.model_version}")
+    decision, gate = promote_job.run(spark, other, candidate=candidate, decided_at=NOW)
+    assert decision == "promoted", gate.report()
+    assert f"champion was trained on feature set {ref.feature_set}" in gate.report()
+    assert score_job.run(spark, other, days=[day(12)], model_ref=candidate, scored_at=NOW)[day(12)] == 60

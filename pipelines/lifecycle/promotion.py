@@ -338,14 +338,19 @@ def run_gate(
     version = current_version(spark, transactions_path)
     current = model_rows(read_version(spark, transactions_path, version), inputs)
     check_feature_set(current, candidate.feature_set, source=f"{transactions_path} version {version}")
-    versions = [candidate_tags] + ([champion_tags] if champion and champion_tags is not None else [])
+    # A champion trained on other feature definitions cannot score the rows of the current ones
+    # (score refuses them): there is nothing to compare; the absolute checks decide.
+    other_features = champion is not None and champion.feature_set != candidate.feature_set
+    compared = None if other_features else champion
+    versions = [candidate_tags] + ([champion_tags] if compared and champion_tags is not None else [])
     seen = []
     for tags in versions:
         fitted = fitted_rows_of(tags)
         seen.append(fitted_rows(read_version(spark, fitted.table_path, fitted.table_version), fitted))
     if settings.evidence_days:
-        # Only the table's last days: a long history would make the gate score all of it.
-        last_days = sorted(row[TXN_DATE] for row in current.select(TXN_DATE).distinct().collect())
+        # Only the table's last labelled days: a long history would make the gate score all of it.
+        labelled = current.filter(F.col(inputs.label_col).isNotNull())
+        last_days = sorted(row[TXN_DATE] for row in labelled.select(TXN_DATE).distinct().collect())
         if last_days:
             current = current.filter(F.col(TXN_DATE) >= F.lit(last_days[-min(settings.evidence_days, len(last_days))]))
     rows = unseen_rows(current, seen, label_col=inputs.label_col).cache()
@@ -353,7 +358,7 @@ def run_gate(
         per_label = {row["label"]: row["count"] for row in
                      rows.groupBy(F.col(inputs.label_col).cast("int").alias("label")).count().collect()}
         if per_label.get(1, 0) and per_label.get(0, 0):
-            models = {"new": load_model(candidate)} | ({"old": load_model(champion)} if champion else {})
+            models = {"new": load_model(candidate)} | ({"old": load_model(compared)} if compared else {})
             # Each model scores the rows once; the cells and Card Precision both come from that.
             scored = scored_rows(rows, models, inputs).cache()
             try:
@@ -366,18 +371,23 @@ def run_gate(
                 scored.unpersist()
             days = tuple(sorted(row[TXN_DATE] for row in rows.select(TXN_DATE).distinct().collect()))
             evidence = Evidence(
-                "labelled rows neither version was fitted on" if champion else
+                "labelled rows neither version was fitted on" if compared else
                 "labelled rows the version was not fitted on", cells.rows, cells.frauds, days)
             checks = absolute_checks(measured, settings, card_precision_k=k)
-            if champion:
+            if compared:
                 checks.append(comparison_check(cells, settings))
         else:
             evidence = Evidence("held-out day of the training run (the same recipe fitted without that day: "
                                 "no unseen labelled rows)", int(held_out_metrics.get("rows", 0)),
                                 int(held_out_metrics.get("frauds", 0)))
             checks = absolute_checks(held_out_metrics, settings, card_precision_k=k)
-            if champion:
+            if compared:
                 checks.append(comparison_check(None, settings))
+        if other_features:
+            checks.append(GateCheck(
+                "auc_pr_change_vs_champion", None, f"95% low end >= -{settings.max_auc_pr_drop:g}", True,
+                f"not compared: the champion was trained on feature set {champion.feature_set or 'none'}, this "
+                f"version on {candidate.feature_set or 'none'}; the champion cannot score the current features"))
     finally:
         rows.unpersist()
     return GateResult(candidate=candidate, champion=champion, evidence=evidence, checks=checks)

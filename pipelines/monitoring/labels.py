@@ -253,7 +253,8 @@ def labelled_rows(transactions: DataFrame, labels: DataFrame | None, *, label_co
 
     :param labels: the ``labels`` table (:func:`read_labels`), or None when there is none yet.
     :returns: ``transaction_id``, ``txn_date``, ``Amount`` (``amount_col`` as a double),
-        ``label`` (int), one row per transaction; a filter on ``txn_date`` reaches the read.
+        ``label`` (int), one row per labelled transaction (a payments row whose label is not
+        known yet is left out); a filter on ``txn_date`` reaches the read.
 
     Example::
 
@@ -263,10 +264,12 @@ def labelled_rows(transactions: DataFrame, labels: DataFrame | None, *, label_co
                                F.col(label_col).alias("_label"))
     amount = F.col("_amount").alias("Amount")
     if labels is None:
-        return rows.select(TRANSACTION_ID, TXN_DATE, amount, F.col("_label").cast("int").alias("label"))
-    late = labels.select(TRANSACTION_ID, F.col(LABEL_COL).alias("_late"))
-    return rows.join(late, TRANSACTION_ID, "left").select(
-        TRANSACTION_ID, TXN_DATE, amount, F.coalesce(F.col("_late"), F.col("_label")).cast("int").alias("label"))
+        labelled = rows.select(TRANSACTION_ID, TXN_DATE, amount, F.col("_label").cast("int").alias("label"))
+    else:
+        late = labels.select(TRANSACTION_ID, F.col(LABEL_COL).alias("_late"))
+        labelled = rows.join(late, TRANSACTION_ID, "left").select(
+            TRANSACTION_ID, TXN_DATE, amount, F.coalesce(F.col("_late"), F.col("_label")).cast("int").alias("label"))
+    return labelled.filter(F.col("label").isNotNull())
 
 
 def labels_fingerprints(rows: DataFrame) -> DataFrame:
