@@ -6,8 +6,17 @@
   probes hit /readyz and /healthz on the container's port, resources are requested, the root
   file system is read-only with /tmp writable, the token and MLflow's credentials come from
   Secrets and no secret is written in any file.
+- ``deploy/k8s/online-store.yaml``: the online feature store (Redis 7.0), the same schemas, then
+  its data on a volume claim at Redis's ``dir``, noeviction and an fsynced append-only file, the
+  password from the Secret the service reads too (never in a file, an argument or the process
+  list), probes that compare the answer to PONG, no way in from outside the cluster, and a
+  NetworkPolicy that lets only the service's and the jobs' pods in. Where ``redis-server`` is
+  installed (Debian bookworm's, 7.0, like the image), it is started with the manifest's
+  redis.conf and command: the settings take effect, a full store refuses writes and keeps every
+  key, a write survives a kill, a password redis.conf cannot hold is refused.
 - ``deploy/cf/manifest.yml``: the Cloud Foundry app (command, HTTP health check on /readyz,
-  instances), and what ``deploy/cf/stage.sh`` assembles for the python buildpack.
+  instances, the binding to the online store), and what ``deploy/cf/stage.sh`` assembles for the
+  python buildpack.
 - ``deploy/serve.Dockerfile``: hadolint, no JVM or Spark, the [serve] extra with the pins, a
   numeric non-root user, and ``.dockerignore`` not hiding anything either Dockerfile copies.
 - The service itself, as far as its deployment depends on it: the options the manifests pass
@@ -22,14 +31,20 @@ Not exercised here: building the image (no Docker engine), applying the manifest
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
+import secrets
 import shlex
+import shutil
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -38,6 +53,8 @@ from kubernetes_validate.utils import all_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S_DIR = ROOT / "deploy" / "k8s"
+SERVING_YAML = K8S_DIR / "serving.yaml"
+STORE_YAML = K8S_DIR / "online-store.yaml"
 CF_DIR = ROOT / "deploy" / "cf"
 CF_MANIFEST = CF_DIR / "manifest.yml"
 SERVE_DOCKERFILE = ROOT / "deploy" / "serve.Dockerfile"
@@ -49,7 +66,14 @@ NAMESPACE = "fraud-scoring"
 CONTAINER_PORT = 8000
 # uvicorn's timeout_graceful_shutdown in pipelines/serving/cli.py: how long in-flight requests get.
 GRACEFUL_SHUTDOWN_SECONDS = 20
-SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|PASSWD|CREDENTIAL|API_?KEY", re.IGNORECASE)
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|PASSWD|CREDENTIAL|API_?KEY|(^|_)AUTH($|_)", re.IGNORECASE)
+# A URL with a password in it (redis://:pw@host, https://user:pw@host).
+URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@:]*:[^/\s@]+@", re.IGNORECASE)
+# The online feature store: its name (StatefulSet, Service, Cloud Foundry service instance), its port.
+STORE_NAME = "fraud-online-store"
+STORE_PORT = 6379
+# The redis image's user (uid 999 in the official image).
+REDIS_UID = 999
 # What a generated bearer token or password looks like: a long run of base64url characters
 # with letters and digits (`secrets.token_urlsafe(32)`, `openssl rand -hex 32`).
 TOKEN_LIKE = re.compile(r"(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_\-]{24,}")
@@ -58,19 +82,18 @@ TOKEN_LIKE = re.compile(r"(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_\-]{24,}")
 # ---- reading the files ------------------------------------------------------------------------
 
 
-def _k8s_documents() -> list[dict[str, Any]]:
-    documents = []
-    for path in sorted(K8S_DIR.glob("*.y*ml")):
-        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return documents
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-DOCUMENTS = _k8s_documents()
+DOCUMENTS = [doc for path in sorted(K8S_DIR.glob("*.y*ml")) for doc in _documents(path)]
+SERVING = _documents(SERVING_YAML)
+STORE = _documents(STORE_YAML)
 
 
-def _one(kind: str) -> dict[str, Any]:
-    found = [doc for doc in DOCUMENTS if doc["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind} in {K8S_DIR}, found {len(found)}"
+def _one(kind: str, documents: list[dict[str, Any]] = SERVING) -> dict[str, Any]:
+    found = [doc for doc in documents if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
 
 
@@ -153,6 +176,77 @@ def _cf_app() -> dict[str, Any]:
     return apps[0]
 
 
+def _store_pod() -> dict[str, Any]:
+    return _one("StatefulSet", STORE)["spec"]["template"]["spec"]
+
+
+def _store_container() -> dict[str, Any]:
+    containers = _store_pod()["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _start_script() -> str:
+    """The store container's command: ``sh -c SCRIPT``."""
+    command = _store_container()["command"]
+    assert command[:2] == ["sh", "-c"] and len(command) == 3, command
+    return command[2]
+
+
+def _config_path() -> str:
+    """The redis.conf the start script hands redis-server (then ``-``: more settings on stdin)."""
+    found = re.findall(r"^exec redis-server (\S+) - <<", _start_script(), re.MULTILINE)
+    assert len(found) == 1, "the script ends in `exec redis-server <conf> - <<EOF` (the password on stdin)"
+    return found[0]
+
+
+def _redis_conf() -> str:
+    """The text of the redis.conf the container reads: the ConfigMap item mounted at its folder."""
+    folder, _, file_name = _config_path().rpartition("/")
+    [mount] = [m for m in _store_container()["volumeMounts"] if m["mountPath"].rstrip("/") == folder]
+    [volume] = [v for v in _store_pod()["volumes"] if v["name"] == mount["name"]]
+    config_map = _one("ConfigMap", STORE)
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    key = next((item["key"] for item in volume["configMap"].get("items", []) if item["path"] == file_name), file_name)
+    return config_map["data"][key]
+
+
+def _redis_settings(text: str) -> dict[str, list[str]]:
+    """redis.conf's directives, each to its arguments (the last occurrence wins, as in Redis)."""
+    settings = {}
+    for line in text.splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            words = shlex.split(line)
+            settings[words[0].lower()] = words[1:]
+    return settings
+
+
+def _redis_bytes(value: str) -> int:
+    """A redis.conf memory size: 1k = 1000, 1kb = 1024 (and m, mb, g, gb), as Redis reads it."""
+    units = {"kb": 2**10, "mb": 2**20, "gb": 2**30, "k": 10**3, "m": 10**6, "g": 10**9}
+    for suffix, factor in units.items():
+        if value.lower().endswith(suffix):
+            return int(value[: -len(suffix)]) * factor
+    return int(value)
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects these labels."""
+    if not all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        matched = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                   "Exists": key in labels, "DoesNotExist": key not in labels}[expression["operator"]]
+        if not matched:
+            return False
+    return True
+
+
+def _env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
 # ---- Kubernetes: the schema ----------------------------------------------------------------------
 
 
@@ -160,8 +254,10 @@ def test_the_schema_version_used_is_bundled():
     assert K8S_VERSION in {".".join(v.split(".")[:2]) for v in all_versions()}
 
 
-def test_the_manifests_hold_the_deployment_its_service_and_disruption_budget():
-    assert sorted(doc["kind"] for doc in DOCUMENTS) == ["Deployment", "PodDisruptionBudget", "Service"]
+def test_the_manifests_hold_the_service_and_its_online_store():
+    kinds = {path.name: sorted(doc["kind"] for doc in _documents(path)) for path in K8S_DIR.glob("*.y*ml")}
+    assert kinds == {"serving.yaml": ["Deployment", "PodDisruptionBudget", "Service"],
+                     "online-store.yaml": ["ConfigMap", "NetworkPolicy", "Service", "StatefulSet"]}
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
@@ -191,6 +287,18 @@ CONTAINER_PATH = ("spec", "template", "spec", "containers", 0)
 ], ids=["replicas-string", "unknown-spec-field", "misspelt-probe-field", "port-string", "list-not-int-or-string"])
 def test_the_validator_rejects_a_broken_deployment(path, value):
     broken = _set(_one("Deployment"), path, value)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("kind", "path", "value"), [
+    ("StatefulSet", ("spec", "volumeClaimTemplate"), []),                                  # misspelt
+    ("StatefulSet", ("spec", "volumeClaimTemplates", 0, "spec", "resources", "requests"), ["10Gi"]),
+    ("NetworkPolicy", ("spec", "ingress", 0, "form"), []),                                 # misspelt
+    ("Service", ("spec", "clusterIP"), 0),                                                 # not a string
+], ids=["misspelt-claim-templates", "requests-list", "misspelt-ingress-from", "cluster-ip-int"])
+def test_the_validator_rejects_a_broken_online_store(kind, path, value):
+    broken = _set(_one(kind, STORE), path, value)
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
 
@@ -313,6 +421,11 @@ def _secrets_written(documents: list[dict], cf_manifest: dict, dockerfile: list[
     for env in _env_lists(documents):
         found += [f"env {e['name']} = literal value" for e in env
                   if SECRET_NAME.search(e["name"]) and not e["name"].endswith("_FILE") and "value" in e]
+    for doc in documents:
+        if doc["kind"] == "ConfigMap":  # redis.conf: a password is passed at start, never written
+            found += [f"ConfigMap {doc['metadata']['name']} {key}: {line.split()[0]}"
+                      for key, text in doc.get("data", {}).items() for line in text.splitlines()
+                      if re.match(r"\s*(requirepass|masterauth|user)\s", line, re.IGNORECASE)]
     for app in cf_manifest["applications"]:
         found += [f"cf env {name}" for name in app.get("env", {}) if SECRET_NAME.search(name)]
     found += [f"{keyword} {arguments}" for keyword, arguments in dockerfile
@@ -320,6 +433,8 @@ def _secrets_written(documents: list[dict], cf_manifest: dict, dockerfile: list[
     for text in _values([*documents, cf_manifest]):
         if TOKEN_LIKE.fullmatch(text) or text.lower().startswith("bearer "):
             found.append(f"token-like value {text!r}")
+        if URL_WITH_PASSWORD.search(text):
+            found.append(f"a URL with a password {text!r}")
     return found
 
 
@@ -328,12 +443,16 @@ def test_no_secret_is_written_in_any_manifest_or_the_dockerfile():
     assert _secrets_written(DOCUMENTS, cf_manifest, _instructions(SERVE_DOCKERFILE)) == []
 
 
-@pytest.mark.parametrize("plant", ["k8s-env-value", "k8s-annotation", "k8s-secret", "cf-env", "dockerfile-env"])
+@pytest.mark.parametrize("plant", ["k8s-env-value", "k8s-annotation", "k8s-secret", "cf-env", "dockerfile-env",
+                                   "store-auth-env-value", "store-requirepass", "url-with-password",
+                                   "cf-url-with-password"])
 def test_the_secret_check_finds_a_planted_secret(plant):
     documents = copy.deepcopy(DOCUMENTS)
     cf_manifest = yaml.safe_load(CF_MANIFEST.read_text())
     dockerfile = _instructions(SERVE_DOCKERFILE)
     deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
+    store = next(doc for doc in documents if doc["kind"] == "StatefulSet")
+    config_map = next(doc for doc in documents if doc["kind"] == "ConfigMap")
     if plant == "k8s-env-value":
         env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         next(e for e in env if e["name"] == "MLFLOW_TRACKING_PASSWORD").update(value="hunter2", valueFrom=None)
@@ -344,6 +463,16 @@ def test_the_secret_check_finds_a_planted_secret(plant):
                           "stringData": {"tokens": "x"}})
     elif plant == "cf-env":
         cf_manifest["applications"][0]["env"]["FRAUD_SERVE_TOKEN"] = "x"
+    elif plant == "store-auth-env-value":
+        env = store["spec"]["template"]["spec"]["containers"][0]["env"]
+        next(e for e in env if e["name"] == "REDISCLI_AUTH").update(value="hunter2", valueFrom=None)
+    elif plant == "store-requirepass":
+        config_map["data"]["redis.conf"] += "requirepass hunter2\n"
+    elif plant == "url-with-password":
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        next(e for e in env if e["name"] == "FRAUD_ONLINE_URL")["value"] = "redis://:hunter2@store:6379/0"
+    elif plant == "cf-url-with-password":
+        cf_manifest["applications"][0]["env"]["FRAUD_ONLINE_STORE"] = "rediss://default:hunter2@store:6380"
     else:
         dockerfile.append(("ENV", "FRAUD_SERVE_TOKEN=x"))
     assert _secrets_written(documents, cf_manifest, dockerfile)
@@ -375,6 +504,277 @@ def test_shutdown_has_time_for_the_endpoint_removal_and_in_flight_requests():
     assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + GRACEFUL_SHUTDOWN_SECONDS
 
 
+# ---- Kubernetes: the online feature store -----------------------------------------------------
+
+
+def test_the_store_keeps_its_data_on_a_volume_claim_mounted_at_redis_dir():
+    statefulset = _one("StatefulSet", STORE)["spec"]
+    [claim] = statefulset["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert _bytes(claim["spec"]["resources"]["requests"]["storage"]) >= 2**30
+    # Redis's dir: where the append-only file is written.
+    [data_dir] = _redis_settings(_redis_conf())["dir"]
+    [mount] = [m for m in _store_container()["volumeMounts"] if m["mountPath"].rstrip("/") == data_dir.rstrip("/")]
+    assert mount["name"] == claim["metadata"]["name"]
+    assert not mount.get("readOnly")
+    # The claim, not a pod volume of the same name (an emptyDir would lose the data on a restart).
+    assert claim["metadata"]["name"] not in {v["name"] for v in _store_pod().get("volumes", [])}
+    assert statefulset["replicas"] == 1, "one writer: Redis replicas would need Sentinel or a cluster"
+    # Deleting the StatefulSet keeps the data.
+    assert statefulset["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+def test_a_full_store_refuses_writes_and_every_write_is_fsynced():
+    settings = _redis_settings(_redis_conf())
+    assert settings["maxmemory-policy"] == ["noeviction"], "a full store must refuse writes, never evict"
+    assert settings["appendonly"] == ["yes"]
+    assert settings["appendfsync"] == ["always"]
+    assert settings.get("no-appendfsync-on-rewrite", ["no"]) == ["no"]
+    maxmemory = _redis_bytes(settings["maxmemory"][0])
+    resources = _store_container()["resources"]
+    assert maxmemory > 0, "maxmemory 0 is no limit: the kernel's OOM killer would be the limit"
+    # Room beside the data for the fork of an append-only file rewrite and the clients' buffers.
+    assert maxmemory <= 0.75 * _bytes(resources["limits"]["memory"])
+    assert _bytes(resources["requests"]["memory"]) == _bytes(resources["limits"]["memory"])
+    assert _cpu(resources["requests"]["cpu"]) > 0
+
+
+def test_the_store_password_comes_from_the_secret_the_service_reads_and_is_written_nowhere():
+    settings = _redis_settings(_redis_conf())
+    assert "requirepass" not in settings and "user" not in settings
+    script = _start_script()
+    # On redis-server's standard input (a here-document), not as an argument: nothing in `ps`.
+    [variable] = re.findall(r"^requirepass \$\{?(\w+)\}?$", script, re.MULTILINE)
+    assert not re.search(r"--requirepass|\s-a\s|--pass\b", script)
+    # Kubernetes would expand $(NAME) and turn $$ into $ in a command before the shell sees it.
+    assert "$(" not in script and "$$" not in script
+    env = _env_of(_store_container())
+    assert "value" not in env[variable]
+    store_secret = env[variable]["valueFrom"]["secretKeyRef"]
+    # redis-cli reads REDISCLI_AUTH: the probes authenticate without the password on their command line.
+    assert variable == "REDISCLI_AUTH"
+    serving_env = _env_of(_container())
+    assert "value" not in serving_env["FRAUD_ONLINE_PASSWORD"]
+    assert serving_env["FRAUD_ONLINE_PASSWORD"]["valueFrom"]["secretKeyRef"] == store_secret
+    assert not store_secret.get("optional"), "without the Secret the pod must not start"
+
+
+@pytest.mark.parametrize("probe", ["startupProbe", "livenessProbe", "readinessProbe"])
+def test_the_store_probes_ping_with_the_password_and_compare_the_answer(probe):
+    spec = _store_container()[probe]
+    command = spec["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    # redis-cli exits 0 on an error reply (NOAUTH, LOADING): only the answer says PONG.
+    assert re.fullmatch(r'test "\$\(redis-cli -h 127\.0\.0\.1 -p (\d+) ping\)" = PONG', command[2]), command[2]
+    assert f"-p {STORE_PORT} " in command[2]
+    assert spec.get("timeoutSeconds", 1) < spec.get("periodSeconds", 10)
+    if probe == "startupProbe":  # loading the append-only file of a full store
+        assert spec["periodSeconds"] * spec["failureThreshold"] >= 120
+
+
+def test_the_store_runs_as_the_redis_user_with_a_read_only_root():
+    pod, container = _store_pod(), _store_container()
+    assert re.fullmatch(r"redis:7\.0\.\d+", container["image"]), "pin a redis:7.0.N tag (Debian bookworm's 7.0)"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == REDIS_UID
+    assert pod["securityContext"]["fsGroup"] == REDIS_UID, "the volume must be writable by the redis user"
+    assert pod.get("automountServiceAccountToken") is False
+    assert not pod.get("hostNetwork")
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # Writable: only the data claim; the configuration is mounted read-only.
+    claims = {c["metadata"]["name"] for c in _one("StatefulSet", STORE)["spec"]["volumeClaimTemplates"]}
+    assert [m["name"] for m in container["volumeMounts"] if not m.get("readOnly")] == sorted(claims)
+    assert [p["containerPort"] for p in container["ports"]] == [STORE_PORT]
+    assert not any("hostPort" in p for p in container["ports"])
+    assert _redis_settings(_redis_conf())["port"] == [str(STORE_PORT)]
+
+
+def test_nothing_outside_the_cluster_reaches_the_store():
+    for doc in DOCUMENTS:
+        if doc["kind"] == "Service":
+            assert doc["spec"].get("type", "ClusterIP") == "ClusterIP", doc["metadata"]["name"]
+            assert not doc["spec"].get("externalIPs"), doc["metadata"]["name"]
+    service = _one("Service", STORE)
+    statefulset = _one("StatefulSet", STORE)
+    assert service["spec"]["clusterIP"] == "None", "headless: the pod's own DNS name, no virtual IP"
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"] == STORE_NAME
+    assert _selects({"matchLabels": service["spec"]["selector"]}, statefulset["spec"]["template"]["metadata"]["labels"])
+    [port] = service["spec"]["ports"]
+    assert port["port"] == STORE_PORT
+    named = {p["name"]: p["containerPort"] for p in _store_container()["ports"]}
+    assert named.get(port["targetPort"], port["targetPort"]) == STORE_PORT
+
+
+def test_only_the_service_and_the_nightly_jobs_reach_the_store():
+    policy = _one("NetworkPolicy", STORE)["spec"]
+    store_labels = _one("StatefulSet", STORE)["spec"]["template"]["metadata"]["labels"]
+    serving_labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy["podSelector"], store_labels)
+    assert not _selects(policy["podSelector"], serving_labels)
+    assert "Ingress" in policy["policyTypes"]
+    peers = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    # Pods of this namespace only: no namespaceSelector, no ipBlock; no rule without `from` (everyone).
+    assert peers and all(set(peer) == {"podSelector"} and peer["podSelector"] for peer in peers)
+    assert all(rule["ports"] == [{"protocol": "TCP", "port": STORE_PORT}] for rule in policy["ingress"])
+
+    def admitted(labels):
+        return any(_selects(peer["podSelector"], labels) for peer in peers)
+
+    assert admitted(serving_labels)
+    assert admitted({"spark-role": "driver", "spark-app-selector": "spark-1"})  # the nightly jobs' pods
+    assert not admitted({"app.kubernetes.io/name": "something-else"})
+    assert not admitted({})
+
+
+def test_the_service_reaches_the_store_by_its_stable_name_without_a_password_in_the_url():
+    url = urlsplit(_env_of(_container())["FRAUD_ONLINE_URL"]["value"])
+    assert url.scheme in ("redis", "rediss")
+    assert url.password is None and url.username is None
+    service = _one("Service", STORE)["metadata"]
+    suffix = f"{service['name']}.{service['namespace']}.svc.cluster.local"
+    assert url.hostname in (f"{STORE_NAME}-0.{suffix}", suffix)
+    assert url.port == STORE_PORT
+    assert re.fullmatch(r"/\d+", url.path), "a database number"
+
+
+# ---- the online feature store, started as the manifest starts it --------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _probe_command(port: int) -> list[str]:
+    command = list(_store_container()["readinessProbe"]["exec"]["command"])
+    assert f"-p {STORE_PORT} " in command[2]
+    command[2] = command[2].replace(f"-p {STORE_PORT} ", f"-p {port} ")
+    return command
+
+
+class _Store:
+    """redis-server as the container starts it: the manifest's script and redis.conf, with the
+    port, bind address and dir moved to this test's loopback port and folder."""
+
+    def __init__(self, folder: Path):
+        if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+            pytest.skip("redis-server/redis-cli not installed (Debian: apt-get install redis-server)")
+        self.port, self.password = _free_port(), secrets.token_urlsafe(32)
+        self.data = folder / "data"
+        self.data.mkdir()
+        conf = _redis_conf()
+        for name, value in (("port", str(self.port)), ("bind", "127.0.0.1"), ("dir", str(self.data))):
+            conf, replaced = re.subn(rf"^{name} .*$", f"{name} {value}", conf, flags=re.MULTILINE)
+            assert replaced == 1, name
+        conf_path = folder / "redis.conf"
+        conf_path.write_text(conf)
+        assert _start_script().count(_config_path()) == 1
+        self.script = _start_script().replace(_config_path(), str(conf_path))
+        self.log = folder / "redis.log"
+        self.process: subprocess.Popen | None = None
+
+    def run_script(self, password: str) -> subprocess.CompletedProcess:
+        """The script to its end: only when it refuses the password (else redis-server would run)."""
+        return subprocess.run(["sh", "-c", self.script], env={**os.environ, "REDISCLI_AUTH": password},
+                              capture_output=True, text=True, timeout=10)
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(["sh", "-c", self.script], stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "REDISCLI_AUTH": self.password})
+        deadline = time.monotonic() + 10
+        while self.probe(self.password) != 0:
+            assert self.process.poll() is None, self.log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "not ready in 10 s: " + self.log.read_text()[-2000:]
+            time.sleep(0.05)
+
+    def probe(self, password: str) -> int:
+        env = {**os.environ, "REDISCLI_AUTH": password}
+        return subprocess.run(_probe_command(self.port), env=env, capture_output=True).returncode
+
+    def cli(self, *args: str, password: str | None = None, stdin: str | None = None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+        if password is not None:
+            env["REDISCLI_AUTH"] = password
+        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args], env=env, input=stdin,
+                              capture_output=True, text=True, check=True, timeout=30).stdout
+
+    def config(self, name: str) -> str:
+        return self.cli("config", "get", name, password=self.password).splitlines()[1]
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def store(tmp_path):
+    started = _Store(tmp_path)
+    started.start()
+    yield started
+    started.stop()
+
+
+def test_redis_runs_with_the_manifests_settings_and_the_password_only_from_the_secret(store):
+    settings = _redis_settings(_redis_conf())
+    assert store.config("maxmemory-policy") == "noeviction"
+    assert store.config("appendonly") == "yes"
+    assert store.config("appendfsync") == "always"
+    assert store.config("save") == ""
+    assert int(store.config("maxmemory")) == _redis_bytes(settings["maxmemory"][0])
+    assert store.config("requirepass") == store.password
+    # `exec`: the process Kubernetes starts is redis-server itself (PID 1 gets SIGTERM), and the
+    # password is not in its command line.
+    pid = store.process.pid
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+    assert store.password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert store.cli("ping").startswith("NOAUTH")
+
+
+def test_the_probe_fails_on_a_wrong_password_where_a_bare_redis_cli_ping_would_not(store):
+    assert store.probe(store.password) == 0
+    assert store.probe("not-the-password-at-all") != 0
+    bare = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(store.port), "ping"], capture_output=True,
+                          text=True, env={**os.environ, "REDISCLI_AUTH": "not-the-password-at-all"})
+    assert bare.returncode == 0 and "PONG" not in bare.stdout
+
+
+def test_a_full_store_refuses_writes_and_keeps_every_key(store):
+    used = int(re.search(r"^used_memory:(\d+)", store.cli("info", "memory", password=store.password), re.M)[1])
+    store.cli("config", "set", "maxmemory", str(used + 2**20), password=store.password)
+    # 400 keys of 8 KiB: about 3 MiB, more than the 1 MiB left.
+    replies = store.cli(password=store.password, stdin="".join(f"SET key{i} {'x' * 8192}\n" for i in range(400)))
+    accepted = replies.count("OK")
+    assert 0 < accepted < 400
+    assert "OOM command not allowed" in replies
+    assert int(store.cli("dbsize", password=store.password)) == accepted, "nothing was evicted"
+    assert store.cli("get", "key0", password=store.password).strip() == "x" * 8192
+
+
+def test_an_acknowledged_write_survives_a_kill(store):
+    assert store.cli("set", "card:1", "history", password=store.password).strip() == "OK"
+    store.stop(kill=True)
+    store.start()
+    assert store.cli("get", "card:1", password=store.password).strip() == "history"
+
+
+@pytest.mark.parametrize("password", ["short-0123", "a" * 20 + "\n", "a" * 20 + " b", 'a' * 20 + '"', "a" * 20 + "$x"],
+                         ids=["too-short", "trailing-newline", "space", "quote", "dollar"])
+def test_the_start_script_refuses_a_password_redis_conf_cannot_hold(tmp_path, password):
+    started = _Store(tmp_path)
+    result = started.run_script(password)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: the password (Secret fraud-online-store-auth")
+    assert password.strip() not in result.stderr
+
+
 # ---- Cloud Foundry ---------------------------------------------------------------------------------
 
 
@@ -391,6 +791,13 @@ def test_the_cf_app_runs_fraud_serve_on_the_platforms_port_with_an_http_check_on
     assert _bytes(app["memory"].replace("G", "Gi").replace("M", "Mi")) >= 512 * 2**20
     assert app["buildpacks"] == ["python_buildpack"]
     assert "FRAUD_SERVE_TOKEN_FILE" not in app.get("env", {})
+
+
+def test_the_cf_app_is_bound_to_the_online_store_and_sets_none_of_its_variables():
+    app = _cf_app()
+    # The service finds the instance by this name in VCAP_SERVICES and reads its credentials there.
+    assert STORE_NAME in app["services"]
+    assert not [name for name in app.get("env", {}) if name.startswith("FRAUD_ONLINE_")]
 
 
 def test_stage_sh_assembles_what_the_buildpack_needs_and_nothing_else(tmp_path):
@@ -520,6 +927,31 @@ def test_the_environment_the_manifests_set_is_all_the_config_needs(platform, mon
     assert settings.mlflow.tracking_uri == env["MLFLOW_TRACKING_URI"]
 
 
+@pytest.mark.parametrize("platform", ["kubernetes", "cloudfoundry"])
+def test_the_service_finds_the_online_store_where_the_manifests_put_it(platform, monkeypatch):
+    from pipelines.core.config import load_serving_settings
+    from pipelines.online.store import store_address
+
+    if platform == "kubernetes":
+        env = {e["name"]: e.get("value", "from-a-secret") for e in _container()["env"]}
+        expected = (env["FRAUD_ONLINE_URL"], "from-a-secret")
+    else:
+        env = {name: str(value) for name, value in _cf_app()["env"].items()}
+        # What a Redis broker's binding looks like in VCAP_SERVICES, for each instance the app is bound to.
+        env["VCAP_SERVICES"] = json.dumps({"p.redis": [
+            {"name": name, "credentials": {"host": "10.0.4.7", "tls_port": 6380, "password": "from-the-binding"}}
+            for name in _cf_app()["services"]]})
+        expected = ("rediss://:from-the-binding@10.0.4.7:6380/0", "from-the-binding")
+    for name in [*_conf_references("cluster"), "FRAUD_ONLINE_URL", "FRAUD_ONLINE_PASSWORD",
+                 "FRAUD_ONLINE_PASSWORD_FILE", "VCAP_SERVICES"]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    address = store_address(load_serving_settings("cluster").online, env)
+    assert address is not None, "the service would run without its online store"
+    assert (address.url, address.password) == expected
+
+
 def test_a_token_secret_mounted_as_kubernetes_mounts_it_is_accepted(tmp_path):
     from pipelines.serving.tokens import load_tokens
 
@@ -541,6 +973,8 @@ JVM_FREE_MODULES = [
     "pipelines.model.portable.model", "pipelines.model.portable.pyfunc", "pipelines.model.portable.stages",
     "pipelines.model.portable.trees", "pipelines.model.portable.decision", "pipelines.portable.pyfunc",
     "pipelines.core.config", "pipelines.core.errors", "pipelines.core.clock",
+    "pipelines.serving.raw", "pipelines.online.lookup", "pipelines.online.store", "pipelines.online.windows",
+    "pipelines.online.echo",
 ]
 
 
