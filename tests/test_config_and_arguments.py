@@ -143,7 +143,7 @@ def test_a_misspelt_key_is_refused_with_its_section(tmp_path, old, new, message)
 def test_an_unknown_section_is_refused(tmp_path):
     path = local_config_with(tmp_path, ("[ingest]", "[ingestion]"))
     known = (r"\(known: spark, tables, mlflow, ingest, train, promote, serve, monitor, score, catalog, profile, "
-             r"features\)")
+             r"features, online\)")
     with pytest.raises(ConfigError, match=rf"\[ingestion\]: unknown section {known}"):
         load_settings(path)
 

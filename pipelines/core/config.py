@@ -110,8 +110,8 @@ _IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
 _SECTION = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 # The jobs under jobs/, each a `./spark-submit.sh <job>`: [spark.jobs.<job>] holds one's own settings.
-JobName = Literal["features", "generate", "ingest", "label", "monitor", "promote", "retrain", "rollback", "score",
-                  "sql", "train"]
+JobName = Literal["features", "generate", "ingest", "label", "monitor", "promote", "publish", "retrain", "rollback",
+                  "score", "sql", "train"]
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -384,6 +384,31 @@ class ServeSettings:
     keep_alive_seconds: _Integer = Field(75, ge=1)
 
 
+@dataclass(frozen=True, config=_SECTION)
+class OnlineSettings:
+    """The online feature store (``[online]``): a Redis that holds each card's recent
+    transactions and each terminal's delayed windows, so that the service computes a payments
+    model's history features at request time (pipelines/online; docs/online-features.md).
+
+    The URL comes from ``$FRAUD_ONLINE_URL``, else ``url``, else a Cloud Foundry binding named
+    ``cf_service``; with none, ``make serve`` starts a local one. The password comes from
+    ``$FRAUD_ONLINE_PASSWORD``, else the file ``$FRAUD_ONLINE_PASSWORD_FILE`` or
+    ``password_file`` (mode 600), else the URL's own.
+    """
+
+    url: _Text | None = None
+    password_file: _Text | None = None
+    cf_service: _Text = "fraud-online-store"
+    # Every key the project writes starts with this (one store can hold several environments).
+    key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "fraud"
+    # How long one step may wait for the store (connect and each reply) before the request is
+    # answered 503: a payment platform's own deadline is tens of milliseconds.
+    timeout_ms: _Integer = Field(200, ge=1, le=60_000)
+    # The share of answers whose features are logged for the nightly skew check, and where.
+    echo_sample: _Number = Field(0.01, ge=0.0, le=1.0)
+    echo_dir: _Text | None = None
+
+
 # How ``score`` computes probabilities: "portable" scores the version's portable form
 # (pipelines/model/portable) over Arrow batches in the executors' Python; "spark" runs the Spark ML
 # PipelineModel's own ``transform``, the reference the portable form is checked against.
@@ -579,15 +604,20 @@ class Settings:
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     # The payments profile's history features; not read for creditcard.
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
 
 
 @dataclass(frozen=True, config=_SECTION)
 class ServingSettings:
-    """What the service reads of an environment's file: ``[mlflow]`` and ``[serve]`` only."""
+    """What the service reads of an environment's file: ``[mlflow]``, ``[serve]``, and for a
+    payments model the profile, its features and the online store."""
 
     env: str
     mlflow: MlflowSettings
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
 
 
 def with_state_in(settings: Settings, folder: Path) -> Settings:
@@ -626,7 +656,8 @@ def load_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> S
     return replace(settings, tables=replace(settings.tables, root=_resolve_path(settings.tables.root, project_root)),
                    mlflow=_resolved_mlflow(settings.mlflow, project_root),
                    serve=_resolved_serve(settings.serve, project_root),
-                   profile=_resolved_profile(settings.profile, project_root))
+                   profile=_resolved_profile(settings.profile, project_root),
+                   online=_resolved_online(settings.online, project_root))
 
 
 def load_serving_settings(env: str = "local", *, project_root: Path = PROJECT_ROOT) -> ServingSettings:
@@ -638,10 +669,12 @@ def load_serving_settings(env: str = "local", *, project_root: Path = PROJECT_RO
     :raises ConfigError: as :func:`load_settings`, for these two sections.
     """
     path, raw = _read(env)
-    sections = {name: raw[name] for name in ("mlflow", "serve") if name in raw}
+    sections = {name: raw[name] for name in ("mlflow", "serve", "profile", "features", "online") if name in raw}
     settings = _validated(ServingSettings, env, _expand_env(sections, path), path)
     return replace(settings, mlflow=_resolved_mlflow(settings.mlflow, project_root),
-                   serve=_resolved_serve(settings.serve, project_root))
+                   serve=_resolved_serve(settings.serve, project_root),
+                   profile=_resolved_profile(settings.profile, project_root),
+                   online=_resolved_online(settings.online, project_root))
 
 
 def _read(env: str, *, extended_by: tuple[Path, ...] = ()) -> tuple[Path, dict[str, Any]]:
@@ -714,6 +747,11 @@ def _resolved_mlflow(mlflow: MlflowSettings, root: Path) -> MlflowSettings:
 def _resolved_profile(profile: ProfileSettings, root: Path) -> ProfileSettings:
     secret_file = profile.card_key_secret_file
     return replace(profile, card_key_secret_file=_resolve_path(secret_file, root) if secret_file else None)
+
+
+def _resolved_online(online: OnlineSettings, root: Path) -> OnlineSettings:
+    return replace(online, password_file=_resolve_path(online.password_file, root) if online.password_file else None,
+                   echo_dir=_resolve_path(online.echo_dir, root) if online.echo_dir else None)
 
 
 def _resolved_serve(serve: ServeSettings, root: Path) -> ServeSettings:
