@@ -131,10 +131,13 @@ bench-handbook: setup
 # The online scoring service on 127.0.0.1:8000 ([serve] in conf/$(SERVE_ENV).toml), answering with the
 # champion's portable form (no Spark, no JVM). The first run writes a random bearer token to
 # .secrets/serve-token (git-ignored, readable only by you); the page is http://127.0.0.1:8000/.
-# `make serve SERVE_ENV=payments` serves that environment's champion (its own [mlflow] model_name).
+# `make serve SERVE_ENV=payments` serves that environment's champion (its own [mlflow] model_name),
+# computing each raw payment's history features from an online store (Redis): without
+# $$FRAUD_ONLINE_URL, a local one is started, published into and stopped with the service
+# (deploy/standalone/serve.sh; docs/online-features.md).
 SERVE_ENV ?= local
 serve: setup
-	$(VENV)/bin/fraud-serve --env $(SERVE_ENV) --create-token-if-missing
+	deploy/standalone/serve.sh $(SERVE_ENV)
 
 # The secret conf/payments.toml pseudonymises card numbers with (HMAC-SHA256) when
 # FRAUD_CARD_KEY_SECRET is not set: 32 random bytes written once to .secrets/card-key

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from pipelines.core.config import ServingSettings
+from pipelines.core.errors import ConfigError
+from pipelines.core.secrets import card_key_secret
+from pipelines.features.definitions import feature_set_id
+from pipelines.online.echo import EchoLog
+from pipelines.online.lookup import OnlineFeatures, RawTransaction, StoreRefusal
+from pipelines.online.store import store_address
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelHolder, ModelWatcher
+from pipelines.serving.raw import is_raw, parse_raw
 from pipelines.serving.tokens import TokenChecker
 
 log = logging.getLogger(__name__)
@@ -101,9 +109,8 @@ def _duplicated_fields(payload: Any) -> list[dict[str, Any]]:
     return problems
 
 
-def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int, *, feature_set: str | None = None
-                       ) -> tuple[np.ndarray, list[Any], bool]:
-    """(features as rows x feature_cols, each transaction's id or None, whether it was one object).
+def load_rows(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
+    """(the transactions of a body, whether it was one object).
 
     An object that names a field twice, at any depth, is refused: Python's json keeps the last
     value, and a proxy, a log or the caller's own checks may read the first.
@@ -145,6 +152,17 @@ def parse_transactions(body: bytes, feature_cols: list[str], max_batch: int, *, 
     if len(rows) > max_batch:
         raise RequestRefused(422, "too_large", [_problem(
             [], f"a batch holds at most {max_batch} transactions, got {len(rows)}", "too_long")])
+    return rows, single
+
+
+def parse_transactions(body: bytes | list[Any], feature_cols: list[str], max_batch: int, *,
+                       feature_set: str | None = None, single: bool = False) -> tuple[np.ndarray, list[Any], bool]:
+    """(features as rows x feature_cols, each transaction's id or None, whether it was one object)
+    of a body (or of the rows :func:`load_rows` read from it, with ``single``).
+
+    :raises RequestRefused: 422 naming every problem found (up to :data:`MAX_PROBLEMS`).
+    """
+    rows, single = load_rows(body, max_batch) if isinstance(body, bytes) else (body, single)
     expected = set(feature_cols)
     allowed = expected | set(OPTIONAL_FIELDS)
     features = np.empty((len(rows), len(feature_cols)))
@@ -211,13 +229,52 @@ def score_rows(model: LoadedModel, features: np.ndarray) -> tuple[np.ndarray, np
     return model.portable.decision.apply(sample)
 
 
+@dataclass
+class Payments:
+    """What raw payments need: the store, the card key's secret, the profile's zone, the
+    feature set the service computes, the echo log."""
+
+    online: OnlineFeatures
+    secret: bytes | None
+    time_zone: str
+    feature_set: str
+    echo: EchoLog | None
+
+
+def payments_from(settings: ServingSettings) -> Payments | None:
+    """The raw-payments side of the service, when the environment is the payments profile and
+    an online store is configured (None otherwise: then only features in the request).
+
+    :raises ConfigError: the store's password or the definitions are unusable.
+    """
+    if settings.profile.kind != "payments":
+        return None
+    address = store_address(settings.online)
+    if address is None:
+        log.warning("no online store configured ($FRAUD_ONLINE_URL, [online] url): raw payments are refused; "
+                    "transactions must carry their features")
+        return None
+    try:
+        secret = card_key_secret(settings.profile.card_key_secret_file)
+    except ConfigError as exc:
+        log.warning("no card key secret (%s): payments must carry `card_key`, not `card`", exc)
+        secret = None
+    zone = settings.profile.time_zone
+    log.info("online features from %s", address.shown())
+    echo = EchoLog(settings.online.echo_dir, settings.online.echo_sample) if settings.online.echo_dir else None
+    return Payments(OnlineFeatures(address, settings.online, settings.features, time_zone=zone), secret, zone,
+                    feature_set_id(settings.features, time_zone=zone), echo)
+
+
 def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None = None,
                holder: ModelHolder | None = None, watcher: ModelWatcher | None = None,
-               metrics: ServiceMetrics | None = None) -> Starlette:
+               metrics: ServiceMetrics | None = None, payments: Payments | None = None) -> Starlette:
     """The service, serving what ``watcher`` loads into ``holder`` (both made from ``settings``
     when not given; the watcher starts and stops with the app). ``token_file``, when the
-    tokens came from one, is read again for rotations."""
+    tokens came from one, is read again for rotations. ``payments``: raw payments' online
+    features (made from ``settings`` when not given)."""
     metrics = metrics or ServiceMetrics()
+    payments = payments if payments is not None else payments_from(settings)
     holder = holder or ModelHolder()
     watcher = watcher if watcher is not None else ModelWatcher(settings.mlflow, holder, metrics,
                                                                poll_seconds=settings.serve.poll_seconds)
@@ -235,6 +292,9 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
     async def readyz(request: Request) -> Response:
         # No token here: the status only (the version and any failure are in /v1/model, /metrics, the log).
         if holder.current is None:
+            return JSONResponse({"ready": False}, status_code=503)
+        if payments is not None and holder.current.feature_set is not None and not await payments.online.ping():
+            metrics.errors.labels(kind="store_unavailable").inc()
             return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True})
 
@@ -277,17 +337,76 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def score_raw(model: LoadedModel, rows: list[Any], single: bool) -> Response:
+        """Raw payments: each one's features from the store, in time order, then scored."""
+        if payments is None:
+            raise RequestRefused(503, "no_online_store", "this service has no online store: send the features "
+                                                         "(GET /v1/model lists them)")
+        if model.feature_set != payments.feature_set:
+            raise RequestRefused(503, "feature_set_mismatch",
+                                 f"the service computes feature set {payments.feature_set} ([features]); the model "
+                                 f"was trained on {model.feature_set or 'no feature set'}")
+        parsed, problems, other_sets = parse_raw(rows, single, secret=payments.secret, time_zone=payments.time_zone,
+                                                 problem=_problem, feature_set=model.feature_set)
+        if problems:
+            raise RequestRefused(422, "invalid", problems[:MAX_PROBLEMS + 1])
+        if other_sets:
+            raise RequestRefused(409, "feature_set_mismatch", other_sets[:MAX_PROBLEMS + 1])
+        order = sorted(range(len(parsed)), key=lambda i: (parsed[i].event_micros, parsed[i].transaction_id))
+        if len({tx.transaction_id for tx in parsed}) != len(parsed):
+            raise RequestRefused(422, "invalid", [_problem([], "a batch names one transaction id twice",
+                                                           "duplicate_id")])
+        lookups = [None] * len(parsed)
+        try:
+            for i in order:  # one after the other: each sees the ones before it in the card's history
+                lookups[i] = await payments.online.lookup(parsed[i])
+        except StoreRefusal as exc:
+            raise RequestRefused(exc.status, exc.kind, exc.detail) from None
+        fresh = [i for i in range(len(parsed)) if lookups[i].replay is None]
+        answers: list[dict[str, Any] | None] = [lookups[i].replay for i in range(len(parsed))]
+        if fresh:
+            columns = model.portable.feature_cols
+            features = np.array([[_model_input(parsed[i], lookups[i].features, name) for name in columns]
+                                 for i in fresh], dtype=float)
+            probability, is_fraud = score_rows(model, features)
+            if np.isnan(probability).any():
+                raise RequestRefused(422, "unscorable", "the model gives no probability for these features")
+            threshold = model.portable.decision.real_threshold
+            for i, p, flagged in zip(fresh, probability.tolist(), is_fraud.tolist(), strict=True):
+                tx = parsed[i]
+                answer = {"transaction_id": tx.transaction_id, "fraud_probability": p, "is_fraud": flagged,
+                          "threshold": threshold, "model_name": model.name, "model_version": model.version,
+                          "model_run_id": model.run_id, "feature_set": model.feature_set,
+                          "features": {"amount": tx.amount, **lookups[i].features}}
+                answers[i] = answer
+                await payments.online.record_answer(tx, lookups[i].pending_member, answer)
+                if payments.echo is not None:
+                    payments.echo.write(lookups[i].day, tx.transaction_id, answer)
+            metrics.transactions.labels(model_version=model.version).inc(len(fresh))
+            metrics.flagged.labels(model_version=model.version).inc(int(is_fraud.sum()))
+            for p in probability.tolist():
+                metrics.scores.observe(p)
+        metrics.replays.inc(len(parsed) - len(fresh))
+        return Response(json.dumps(answers[0] if single else answers), media_type="application/json")
+
     async def score(request: Request) -> Response:
         authorized(request)
         model = serving(request)
         body = await read_body(request)
+        single = False
+        if model.feature_set is not None:  # payments: raw, or with their features
+            rows, single = load_rows(body, serve.max_batch)
+            if rows and is_raw(rows[0]):
+                return await score_raw(model, rows, single)
+            body = rows  # features in the request: checked below
 
         def parse_and_score() -> tuple[list[Any], bool, np.ndarray, np.ndarray]:
             features, ids, single = parse_transactions(body, model.portable.feature_cols, serve.max_batch,
-                                                       feature_set=model.feature_set)
+                                                       feature_set=model.feature_set, single=single_object)
             return ids, single, *score_rows(model, features)
 
-        if len(body) > INLINE_BYTES:  # a batch: parsed and scored on a worker thread, the loop goes on
+        single_object = single
+        if isinstance(body, bytes) and len(body) > INLINE_BYTES:  # a batch: parsed and scored on a worker thread
             ids, single, probability, is_fraud = await anyio.to_thread.run_sync(parse_and_score)
         else:
             ids, single, probability, is_fraud = parse_and_score()
@@ -320,6 +439,8 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
             yield
         finally:
             watcher.stop()
+            if payments is not None:
+                await payments.online.close()
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestRefused)
@@ -346,6 +467,15 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
     ], lifespan=lifespan, exception_handlers={RequestRefused: refused, HTTPException: http_error,
                                               Exception: internal_error})
     return Measured(app, metrics)
+
+
+def _model_input(tx: RawTransaction, features: dict[str, float | int], name: str) -> float:
+    if name == "amount":
+        return tx.amount
+    if name not in features:
+        raise RequestRefused(503, "feature_set_mismatch", f"the model takes {name!r}, which the service's "
+                                                          f"[features] do not compute")
+    return float(features[name])
 
 
 def _error_kind(status: int) -> str:

@@ -21,7 +21,8 @@ class ServiceMetrics:
         self.latency = Histogram("fraud_serve_request_seconds", "Time to answer a request", ["path"],
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.errors = Counter("fraud_serve_errors", "Requests refused or failed, by kind "
-                              "(unauthorized, invalid, too_large, unscorable, not_ready, internal)", ["kind"],
+                              "(unauthorized, invalid, too_large, unscorable, not_ready, store_unavailable, "
+                              "store_full, online_state_missing, transaction_conflict, internal)", ["kind"],
                               registry=r)
         self.transactions = Counter("fraud_serve_transactions_scored", "Transactions scored", ["model_version"],
                                     registry=r)
@@ -33,6 +34,8 @@ class ServiceMetrics:
                                 ["model_name", "model_version", "model_run_id"], registry=r)
         self.model_loaded_at = Gauge("fraud_serve_model_loaded_timestamp_seconds",
                                      "When the serving version was swapped in", registry=r)
+        self.replays = Counter("fraud_serve_transactions_replayed", "Payments answered again from the store (a "
+                               "retry of an id already answered)", registry=r)
         self.swaps = Counter("fraud_serve_model_swaps", "Model versions swapped in", registry=r)
         self.load_failures = Counter("fraud_serve_model_load_failures", "Versions that failed to load or check",
                                      ["model_version"], registry=r)

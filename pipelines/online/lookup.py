@@ -1,0 +1,238 @@
+"""Request time: a raw transaction's features from the store and the transaction itself, with
+the card's read and append as one atomic step (:data:`~pipelines.online.store.CARD_STEP`).
+
+Per transaction, two round trips:
+
+1. the day's marker and the terminal's running totals at the window bounds (read only: terminal
+   keys are written by the nightly publish alone);
+2. the card's step, and the day's marker read again. If the marker vanished in between (the
+   store restarted empty), the append is undone and the request refused.
+
+Then, once scored, the answer is written into the card's entry, so a retry of the same id is
+answered the same (:meth:`OnlineFeatures.record_answer`).
+
+Rules the history follows (docs/online-features.md):
+
+- a transaction's card windows hold the card's entries before it in (event time, id) order,
+  whenever they arrived: a late transaction gets the features the batch gives it;
+- a transaction already in the card's history (a retry, or one the batch published) is not
+  counted again; with another time, amount or terminal it is refused (409);
+- the store must hold the day's published state (its marker): else 503, never a score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pipelines.core.config import FeatureSettings, OnlineSettings
+from pipelines.core.errors import ConfigError
+from pipelines.features.definitions import history_features
+from pipelines.online.store import (
+    CARD_ANSWER,
+    CARD_STEP,
+    SEP,
+    TERMINAL_TOTALS,
+    StoreAddress,
+    card_key_name,
+    card_member,
+    day_key_name,
+    terminal_key_name,
+)
+from pipelines.online.windows import (
+    MICROS_PER_DAY,
+    Sums,
+    Window,
+    entity_windows,
+    feature_value,
+    flags,
+    local_day,
+    longest_reach_days,
+    nearest_delay_days,
+)
+
+# A card key lives this long after its last write: its longest window, the day served before
+# (late transactions), and a day of margin.
+CARD_TTL_MARGIN_DAYS = 2
+
+
+class StoreRefusal(Exception):
+    """The store cannot give a transaction's history: 503 (or 409 for a conflicting retry),
+    with ``kind`` for ``/metrics``."""
+
+    def __init__(self, status: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
+
+
+@dataclass(frozen=True)
+class RawTransaction:
+    """A payment as the platform sends it, parsed: the card already pseudonymised."""
+
+    transaction_id: str
+    event_micros: int
+    card_key: str
+    terminal_id: str
+    cents: int
+
+    @property
+    def amount(self) -> float:
+        return self.cents / 100
+
+
+@dataclass
+class Lookup:
+    """A transaction's features (by column), or the first answer when it is a retry."""
+
+    features: dict[str, float | int]
+    day: date
+    replay: dict[str, Any] | None = None
+    pending_member: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_servable(settings: FeatureSettings) -> None:
+    """Refuse definitions the store cannot serve exactly: a terminal window that ends less than
+    a day back (terminal keys are written nightly only).
+
+    :raises ConfigError: naming the setting.
+    """
+    if any(f.entity == "terminal" for f in history_features(settings)) and nearest_delay_days(settings, "terminal") < 1:
+        raise ConfigError("[features.terminal] delay_days must be at least 1 for online features: a terminal's "
+                          "windows are published nightly and never written during the day")
+
+
+class OnlineFeatures:
+    """The service's side of the store, for one feature set."""
+
+    def __init__(self, address: StoreAddress, online: OnlineSettings, features: FeatureSettings, *,
+                 time_zone: str) -> None:
+        check_servable(features)
+        timeout = online.timeout_ms / 1000
+        self.client = aioredis.Redis.from_url(
+            address.url, password=address.password, socket_timeout=timeout, socket_connect_timeout=timeout,
+            decode_responses=True, health_check_interval=0, retry_on_timeout=False)
+        self.address, self.prefix, self.settings, self.time_zone = address, online.key_prefix, features, time_zone
+        self.card_reach_days = longest_reach_days(features, "card")
+        self.card_ttl_ms = (self.card_reach_days + CARD_TTL_MARGIN_DAYS) * 86_400_000
+        self._card_step = self.client.register_script(CARD_STEP)
+        self._card_answer = self.client.register_script(CARD_ANSWER)
+        self._terminal_totals = self.client.register_script(TERMINAL_TOTALS)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except RedisError:
+            return False
+
+    async def lookup(self, tx: RawTransaction) -> Lookup:
+        """The transaction's history features (and its flags), appending it to its card.
+
+        :raises StoreRefusal: the store is unreachable, too slow or full; the day is not
+            published; the id was seen with other contents.
+        """
+        day = local_day(tx.event_micros, self.time_zone)
+        marker = day_key_name(self.prefix, day.isoformat())
+        terminal_windows = entity_windows(self.settings, "terminal", tx.event_micros)
+        bounds = sorted({b for w in terminal_windows.values() for b in (w.lo, w.hi)})
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(marker, "generation")
+                if bounds:
+                    await self._terminal_totals(keys=[terminal_key_name(self.prefix, tx.terminal_id, day.isoformat())],
+                                                args=bounds, client=pipe)
+                first = await pipe.execute()
+            generation = first[0]
+            if generation is None:
+                raise StoreRefusal(503, "online_state_missing",
+                                   f"the online store holds no published state for {day}: run `publish` for that "
+                                   f"day (after a restart the store is empty until it is published again)")
+            totals = _totals(bounds, first[1]) if bounds else {}
+            card_windows = entity_windows(self.settings, "card", tx.event_micros)
+            pending = card_member(tx.transaction_id, tx.cents, 0, tx.terminal_id)
+            args: list[Any] = [tx.event_micros, tx.transaction_id, pending, self.card_ttl_ms,
+                               tx.event_micros - self.card_reach_days * MICROS_PER_DAY, len(card_windows)]
+            for window in card_windows.values():
+                args += [window.lo, window.hi, 0 if window.ties_by_id else 1]
+            card_key = card_key_name(self.prefix, tx.card_key)
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self._card_step(keys=[card_key], args=args, client=pipe)
+                pipe.hget(marker, "generation")
+                reply, generation_after = await pipe.execute()
+            if generation_after != generation:
+                if int(reply[0]) == 0:
+                    await self.client.zrem(card_key, pending)
+                raise StoreRefusal(503, "online_state_missing",
+                                   f"the online store's state for {day} changed while this transaction was read "
+                                   f"(restarted, or published again): send it again")
+        except StoreRefusal:
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreRefusal(503, "store_unavailable", f"the online store did not answer in time: "
+                                                         f"{type(exc).__name__}") from None
+        except ResponseError as exc:
+            if str(exc).startswith("OOM"):
+                raise StoreRefusal(503, "store_full", "the online store is full (maxmemory reached; nothing is "
+                                                      "evicted): this transaction's history cannot be kept") from None
+            raise StoreRefusal(503, "store_error", f"the online store refused the step: {exc}") from None
+        except RedisError as exc:
+            raise StoreRefusal(503, "store_error", f"the online store failed: {type(exc).__name__}") from None
+        return self._features(tx, day, reply, card_windows, terminal_windows, totals, pending)
+
+    def _features(self, tx: RawTransaction, day: date, reply: list[Any], card_windows: dict[str, Window],
+                  terminal_windows: dict[str, Window], totals: dict[int, Sums], pending: str) -> Lookup:
+        found, found_member, found_score, tie_count = int(reply[0]), reply[1], reply[2], int(reply[3])
+        ties = reply[4:4 + tie_count]
+        raw_sums = [int(value) for value in reply[4 + tie_count:]]
+        own = Sums(1, tx.cents, 0)
+        before_at_instant = Sums()
+        for member in ties:
+            tie_id, cents, fraud = member.split(SEP)[:3]
+            if tie_id < tx.transaction_id:  # Spark's string order: by code point
+                before_at_instant += Sums(1, int(cents), int(fraud))
+        sums: dict[str, Sums] = {}
+        for index, (column, window) in enumerate(card_windows.items()):
+            counted = Sums(*raw_sums[3 * index:3 * index + 3])
+            sums[column] = counted + before_at_instant + own if window.ties_by_id else counted
+        for column, window in terminal_windows.items():
+            sums[column] = totals[window.hi] - totals[window.lo]
+        features: dict[str, float | int] = {}
+        for feature in history_features(self.settings):
+            features[feature.column] = feature_value(feature, sums[feature.column])
+        features.update(flags(self.settings, tx.event_micros, self.time_zone))
+        if not found:
+            return Lookup(features, day, pending_member=pending)
+        _, cents, _, terminal_id, answer = found_member.split(SEP, 4)
+        if int(float(found_score)) != tx.event_micros or int(cents) != tx.cents or terminal_id != tx.terminal_id:
+            raise StoreRefusal(409, "transaction_conflict",
+                               f"transaction {tx.transaction_id} was already received with another time, amount or "
+                               f"terminal; a transaction id names one transaction")
+        if answer:
+            return Lookup(features, day, replay=json.loads(answer))
+        return Lookup(features, day, pending_member=found_member)  # published by the batch, or not yet answered
+
+    async def record_answer(self, tx: RawTransaction, pending_member: str, answer: dict[str, Any]) -> None:
+        """Keep ``answer`` in the transaction's card entry, for a retry. Best effort: a store
+        that fails here has the transaction counted already; a retry is then scored again."""
+        answered = pending_member + json.dumps(answer, separators=(",", ":"))
+        try:
+            await self._card_answer(keys=[card_key_name(self.prefix, tx.card_key)],
+                                    args=[tx.event_micros, pending_member, answered])
+        except RedisError:
+            pass
+
+
+def _totals(bounds: list[int], reply: list[Any]) -> dict[int, Sums]:
+    return {bound: Sums(int(reply[3 * i]), int(reply[3 * i + 1]), int(reply[3 * i + 2]))
+            for i, bound in enumerate(bounds)}
+
