@@ -41,6 +41,7 @@ from pipelines.core.errors import ConfigError
 from pipelines.data.payments_generator import PaymentsParams
 from pipelines.features.definitions import feature_columns
 from pipelines.model.registry import configure_mlflow, resolve_model
+from pipelines.monitoring.skew import Skew, day_skew, read_echo
 from pipelines.online.publish import publish_day
 from tests.online_store import LocalRedis
 from tests.test_serving import TOKEN, auth, free_port, start_service
@@ -191,6 +192,7 @@ def test_every_transaction_of_the_day_gets_the_batch_features_and_score_with_one
         # The sample the nightly skew check reads: every answer here (echo_sample = 1).
         echoed = list((world["folder"] / "echo" / SERVED.isoformat()).glob("*.jsonl"))
         assert sum(len(p.read_text().splitlines()) for p in echoed) == len(answers)
+        _check_skew_watch(world, answers)
     finally:
         one.stop()
 
@@ -206,6 +208,22 @@ def test_every_transaction_of_the_day_gets_the_batch_features_and_score_with_one
         _check_parity(world, answers)
     finally:
         two.stop()
+
+
+def _check_skew_watch(world, answers: dict[str, dict]) -> None:
+    """The nightly form of parity: no skew on the sample; one answer tampered with, one alert."""
+    spark, settings = world["spark"], world["settings"]
+    features_day = (spark.read.format("delta").load(settings.tables.path(settings.tables.features))
+                    .filter(F.col("txn_date") == SERVED))
+    feature_set = next(iter(answers.values()))["feature_set"]
+    columns = ["amount", *world["columns"]]
+    echoed = read_echo(str(world["folder"] / "echo"), SERVED, feature_set)
+    assert day_skew(spark, echoed, features_day, columns) == Skew(len(answers), 0, 0)
+    first = echoed[0]
+    bent = {**first, "features": {**first["features"], "card_tx_count_7d": first["features"]["card_tx_count_7d"] + 1}}
+    skew = day_skew(spark, [bent, *echoed[1:], {**first, "transaction_id": "nowhere"}], features_day, columns)
+    assert (skew.compared, skew.differing, skew.missing) == (len(answers) + 1, 1, 1)
+    assert f"transaction {first['transaction_id']}: card_tx_count_7d" in skew.reason
 
 
 def test_a_late_transaction_gets_the_batch_features_and_a_batch_is_taken_in_time_order(world):
@@ -262,6 +280,15 @@ def test_a_stopped_store_is_a_bounded_503_and_an_empty_one_is_refused_until_publ
         assert refused.status_code == 503 and "no published state" in refused.text
         publish_day(world["spark"], world["settings"], SERVED, published_at=NOW)
         assert service.post(payments[1]).status_code == 200
+        # Full (noeviction): the step that would append is refused, and so is the score.
+        client = store.client()
+        client.config_set("maxmemory", "1")
+        full = service.post(payments[2])
+        assert full.status_code == 503 and "full" in full.text
+        client.config_set("maxmemory", "256mb")
+        assert service.post(payments[2]).status_code == 200
+        metrics = requests.get(f"{service.urls[0]}/metrics", headers=auth(), timeout=5).text
+        assert 'fraud_serve_errors_total{kind="store_full"} 1.0' in metrics
     finally:
         service.stop()
 

@@ -58,6 +58,7 @@ from pipelines.monitoring.performance import (
     realized_performance,
 )
 from pipelines.monitoring.report import write_report
+from pipelines.monitoring.skew import day_skew, read_echo, with_skew
 from pipelines.monitoring.tables import DRIFT_SCHEMA, PERFORMANCE_SCHEMA, VERDICT_SCHEMA
 from pipelines.monitoring.verdict import Verdict, verdict_of
 
@@ -259,6 +260,13 @@ def monitor_day(spark: SparkSession, settings: Settings, scored: ScoredDay, *, c
     performance = _performance(settings, scored, cells, history)
     verdict = verdict_of(rows, performance.figures, drift_days=monitor.drift_days,
                          window_days=monitor.window_days, confidence=monitor.confidence)
+    inputs = model_inputs(settings)
+    if inputs.feature_set is not None and settings.online.echo_dir:
+        echoed = read_echo(settings.online.echo_dir, scored.day, inputs.feature_set)
+        skew = day_skew(spark, echoed, transactions_day, list(inputs.feature_cols))
+        log.info("monitor: %s: %d sampled online answers compared with the batch features: %s", scored.day,
+                 skew.compared, skew.reason or "no difference")
+        verdict = with_skew(verdict, skew)
     drift_today = _drift_rows(scored, rows, computed_at)
     performance_today = _performance_rows(scored, performance, computed_at)
     keys = {"days": [scored.day], "model_name": scored.model_name, "model_version": scored.model_version,
