@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole local cluster of conf/standalone.toml, on 127.0.0.1 only:
 #
-#   deploy/standalone/cluster.sh up       # PostgreSQL, the metastore's settings, the executors'
+#   deploy/standalone/cluster.sh up       # PostgreSQL, the online store (Redis), the metastore's
+#                                         # settings, the executors'
 #                                         # packed Python, Spark (master, 2 workers, history
 #                                         # server), the MLflow server; each waits until ready
 #   eval "$(deploy/standalone/cluster.sh env)"   # what the jobs need (no secret is printed
@@ -58,6 +59,7 @@ up() {
   packing=$!
   trap 'wait "$packing" || true' EXIT
   "$here/postgres.sh" start
+  "$here/redis.sh" start
   metastore_conf
   "$here/spark.sh" start
   "$here/mlflow.sh" start
@@ -69,6 +71,7 @@ down() {
   local failed=0
   "$here/mlflow.sh" stop || failed=1
   "$here/spark.sh" stop || failed=1
+  "$here/redis.sh" stop || failed=1
   "$here/postgres.sh" stop || failed=1
   return $failed
 }
@@ -80,12 +83,13 @@ env_lines() {
   # The driver's web UI binds to this address (spark.driver.bindAddress does not cover it).
   printf 'export SPARK_LOCAL_IP=%q\n' "$host"
   "$here/mlflow.sh" env
+  "$here/redis.sh" env
 }
 
 case ${1:-} in
   up) up ;;
   down) down ;;
   env) env_lines ;;
-  status) "$here/postgres.sh" status || true; "$here/spark.sh" status || true; "$here/mlflow.sh" status || true ;;
+  status) "$here/postgres.sh" status || true; "$here/redis.sh" status || true; "$here/spark.sh" status || true; "$here/mlflow.sh" status || true ;;
   *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
 esac

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipelines.core.config import FeatureSettings, OnlineSettings
@@ -93,7 +93,7 @@ class Lookup:
 
     features: dict[str, float | int]
     day: date
-    replay: dict[str, Any] | None = None
+    replay: Any = None  # what the service stored with the first answer
     pending_member: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -151,7 +151,7 @@ class OnlineFeatures:
                 if bounds:
                     await self._terminal_totals(keys=[terminal_key_name(self.prefix, tx.terminal_id, day.isoformat())],
                                                 args=bounds, client=pipe)
-                first = await pipe.execute()
+                first = _results(await pipe.execute(raise_on_error=False))
             generation = first[0]
             if generation is None:
                 raise StoreRefusal(503, "online_state_missing",
@@ -168,7 +168,7 @@ class OnlineFeatures:
             async with self.client.pipeline(transaction=False) as pipe:
                 await self._card_step(keys=[card_key], args=args, client=pipe)
                 pipe.hget(marker, "generation")
-                reply, generation_after = await pipe.execute()
+                reply, generation_after = _results(await pipe.execute(raise_on_error=False))
             if generation_after != generation:
                 if int(reply[0]) == 0:
                     await self.client.zrem(card_key, pending)
@@ -181,7 +181,7 @@ class OnlineFeatures:
             raise StoreRefusal(503, "store_unavailable", f"the online store did not answer in time: "
                                                          f"{type(exc).__name__}") from None
         except ResponseError as exc:
-            if str(exc).startswith("OOM"):
+            if isinstance(exc, OutOfMemoryError) or "maxmemory" in str(exc):
                 raise StoreRefusal(503, "store_full", "the online store is full (maxmemory reached; nothing is "
                                                       "evicted): this transaction's history cannot be kept") from None
             raise StoreRefusal(503, "store_error", f"the online store refused the step: {exc}") from None
@@ -221,7 +221,7 @@ class OnlineFeatures:
             return Lookup(features, day, replay=json.loads(answer))
         return Lookup(features, day, pending_member=found_member)  # published by the batch, or not yet answered
 
-    async def record_answer(self, tx: RawTransaction, pending_member: str, answer: dict[str, Any]) -> None:
+    async def record_answer(self, tx: RawTransaction, pending_member: str, answer: Any) -> None:
         """Keep ``answer`` in the transaction's card entry, for a retry. Best effort: a store
         that fails here has the transaction counted already; a retry is then scored again."""
         answered = pending_member + json.dumps(answer, separators=(",", ":"))
@@ -230,6 +230,15 @@ class OnlineFeatures:
                                     args=[tx.event_micros, pending_member, answered])
         except RedisError:
             pass
+
+
+def _results(results: list[Any]) -> list[Any]:
+    """A pipeline's replies, the first error raised as the store gave it (redis-py's own
+    raising rewrites its message)."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 def _totals(bounds: list[int], reply: list[Any]) -> dict[int, Sums]:

@@ -57,7 +57,7 @@ TERMINAL_TTL_DAYS = 3
 # Cards (or terminals) per pipelined round trip.
 BATCH = 200
 # ZADD arguments per call inside a script (Lua's stack takes a few thousand).
-TERMINAL_REPLACE = """
+TERMINAL_REPLACE = """#!lua
 redis.call('DEL', KEYS[1])
 for i = 2, #ARGV, 1000 do
   local args = {}
@@ -182,6 +182,18 @@ def _write_terminals(address: StoreAddress, timeout_ms: int, prefix: str, day: s
     return write
 
 
+def _written(writes, address: StoreAddress) -> list[Any]:
+    """Run the executors' writes; a store that fails them (gone, full) stops the job by name."""
+    try:
+        return writes.collect()
+    except Exception as exc:
+        lines = [line for line in str(exc).splitlines() if "redis.exceptions." in line]
+        cause = lines[-1].strip() if lines else f"{type(exc).__name__}"
+        raise ServiceUnavailableError(f"publish: writing to the online store at {address.shown()} failed ({cause}); "
+                                      f"no day marker was written, so the day is not served: run it again once "
+                                      f"the store is back (each key is left whole, old or new)") from None
+
+
 def publish_day(spark: SparkSession, settings: Settings, day: date, *, published_at: datetime) -> PublishRun:
     """Publish the state the service needs to serve ``day``'s transactions (see the module).
 
@@ -223,7 +235,8 @@ def publish_day(spark: SparkSession, settings: Settings, day: date, *, published
              .transform(lambda rows: card_entries(rows, trim_micros=trim, first_day=card_first, last_day=card_last))
              .groupBy(CARD_KEY).agg(F.collect_list(F.struct(_TS, _MEMBER)).alias("entries")))
     card_ttl = (card_reach + CARD_TTL_MARGIN_DAYS) * 86_400_000
-    card_counts = cards.rdd.mapPartitions(_write_cards(address, online.timeout_ms, prefix, trim, card_ttl)).collect()
+    card_counts = _written(cards.rdd.mapPartitions(_write_cards(address, online.timeout_ms, prefix, trim, card_ttl)),
+                           address)
     n_cards, n_entries, added, changed = (sum(part[i] for part in card_counts) for i in range(4))
 
     n_terminals = n_instants = 0
@@ -236,9 +249,9 @@ def publish_day(spark: SparkSession, settings: Settings, day: date, *, published
                 .filter((F.col(_TS) > F.lit(low)) & (F.col(_TS) <= F.lit(high)))
                 .withColumn(_CENTS, (F.col(AMOUNT) * 100).cast("long")))
         totals = terminal_totals(labels_known_at(rows, label_history, start))
-        terminal_counts = totals.rdd.mapPartitions(
-            _write_terminals(address, online.timeout_ms, prefix, day.isoformat(), TERMINAL_TTL_DAYS * 86_400_000)
-        ).collect()
+        terminal_counts = _written(totals.rdd.mapPartitions(
+            _write_terminals(address, online.timeout_ms, prefix, day.isoformat(), TERMINAL_TTL_DAYS * 86_400_000)),
+            address)
         n_terminals, n_instants = (sum(part[i] for part in terminal_counts) for i in range(2))
     if n_entries == 0 and n_instants == 0:
         raise NoDataError(f"publish: {source} holds no transactions in the history {day} needs "

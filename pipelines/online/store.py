@@ -17,7 +17,8 @@ Keys (``<p>`` is ``[online] key_prefix``; the part in braces is a Redis Cluster 
   published, is refused, never scored with missing history.
 
 Every step a request makes on a card is one Lua script on the card's one key: atomic, and
-allowed on a Redis Cluster. Numbers in the scripts are Lua doubles: exact for event times in
+allowed on a Redis Cluster. Each script declares itself (``#!lua``): a full store refuses a
+writing script before it starts, never halfway through. Numbers in the scripts are Lua doubles: exact for event times in
 microseconds and sums of cents below 2^53.
 """
 
@@ -43,7 +44,7 @@ SEP = "\t"
 # KEYS[1] card key. ARGV: event µs, id, member to append, ttl ms, scan start (exclusive),
 # number of windows, then (lo, hi, hi included 0/1) per window.
 # Reply: found (0/1), its member, its score, the number of ties, the ties, then 3 sums per window.
-CARD_STEP = """
+CARD_STEP = """#!lua
 local key = KEYS[1]
 local ts = tonumber(ARGV[1])
 local id = ARGV[2]
@@ -87,7 +88,7 @@ return reply
 
 # The answer, once scored: the appended member replaced by the same with the answer. KEYS[1]
 # card key; ARGV: event µs, the member appended, the member with the answer.
-CARD_ANSWER = """
+CARD_ANSWER = """#!lua
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
@@ -101,7 +102,7 @@ return 0
 # then what fell out of the longest window is trimmed. Never the key replaced whole: the day's
 # online appends stay. KEYS[1] card key; ARGV: trim (drop scores <= it), ttl ms, then
 # (event µs, member) pairs. Returns how many entries were added and how many changed.
-CARD_MERGE = """
+CARD_MERGE = """#!lua
 local key = KEYS[1]
 local known = {}
 local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
@@ -136,7 +137,8 @@ return {added, changed}
 
 # A terminal's running totals at each bound: those of its last instant at or before it.
 # KEYS[1] terminal key of the day; ARGV: bounds (µs). Returns count, cents, frauds per bound.
-TERMINAL_TOTALS = """
+# Declared read-only: a full store still answers it (and refuses the card's step).
+TERMINAL_TOTALS = """#!lua flags=no-writes
 local reply = {}
 for i = 1, #ARGV do
   local last = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[i], '-inf', 'LIMIT', 0, 1)

@@ -42,7 +42,7 @@ from starlette.routing import Route
 from pipelines.core.config import ServingSettings
 from pipelines.core.errors import ConfigError
 from pipelines.core.secrets import card_key_secret
-from pipelines.features.definitions import feature_set_id
+from pipelines.features.definitions import feature_columns, feature_set_id
 from pipelines.online.echo import EchoLog
 from pipelines.online.lookup import OnlineFeatures, RawTransaction, StoreRefusal
 from pipelines.online.store import store_address
@@ -239,6 +239,8 @@ class Payments:
     time_zone: str
     feature_set: str
     echo: EchoLog | None
+    # The answer's features, in order: the amount, then the feature set's columns.
+    columns: tuple[str, ...] = ()
 
 
 def payments_from(settings: ServingSettings) -> Payments | None:
@@ -263,7 +265,8 @@ def payments_from(settings: ServingSettings) -> Payments | None:
     log.info("online features from %s", address.shown())
     echo = EchoLog(settings.online.echo_dir, settings.online.echo_sample) if settings.online.echo_dir else None
     return Payments(OnlineFeatures(address, settings.online, settings.features, time_zone=zone), secret, zone,
-                    feature_set_id(settings.features, time_zone=zone), echo)
+                    feature_set_id(settings.features, time_zone=zone), echo,
+                    ("amount", *feature_columns(settings.features)))
 
 
 def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None = None,
@@ -363,7 +366,10 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         except StoreRefusal as exc:
             raise RequestRefused(exc.status, exc.kind, exc.detail) from None
         fresh = [i for i in range(len(parsed)) if lookups[i].replay is None]
-        answers: list[dict[str, Any] | None] = [lookups[i].replay for i in range(len(parsed))]
+        answers: list[dict[str, Any] | None] = [
+            None if lookups[i].replay is None else answer_from(lookups[i].replay, parsed[i], model.name,
+                                                                payments.columns)
+            for i in range(len(parsed))]
         if fresh:
             columns = model.portable.feature_cols
             features = np.array([[_model_input(parsed[i], lookups[i].features, name) for name in columns]
@@ -379,7 +385,7 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
                           "model_run_id": model.run_id, "feature_set": model.feature_set,
                           "features": {"amount": tx.amount, **lookups[i].features}}
                 answers[i] = answer
-                await payments.online.record_answer(tx, lookups[i].pending_member, answer)
+                await payments.online.record_answer(tx, lookups[i].pending_member, stored_answer(answer))
                 if payments.echo is not None:
                     payments.echo.write(lookups[i].day, tx.transaction_id, answer)
             metrics.transactions.labels(model_version=model.version).inc(len(fresh))
@@ -467,6 +473,21 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
     ], lifespan=lifespan, exception_handlers={RequestRefused: refused, HTTPException: http_error,
                                               Exception: internal_error})
     return Measured(app, metrics)
+
+
+def stored_answer(answer: dict[str, Any]) -> list[Any]:
+    """What the card's entry keeps of an answer, for a retry: its values without the names (the
+    feature set names them), about 200 bytes."""
+    return [answer["fraud_probability"], answer["is_fraud"], answer["threshold"], answer["model_version"],
+            answer["model_run_id"], answer["feature_set"], list(answer["features"].values())]
+
+
+def answer_from(stored: list[Any], tx: RawTransaction, model_name: str, columns: tuple[str, ...]) -> dict[str, Any]:
+    """The first answer again, from :func:`stored_answer`'s values."""
+    probability, flagged, threshold, version, run_id, feature_set, values = stored
+    return {"transaction_id": tx.transaction_id, "fraud_probability": probability, "is_fraud": flagged,
+            "threshold": threshold, "model_name": model_name, "model_version": version, "model_run_id": run_id,
+            "feature_set": feature_set, "features": dict(zip(columns, values, strict=True))}
 
 
 def _model_input(tx: RawTransaction, features: dict[str, float | int], name: str) -> float:
