@@ -5,6 +5,7 @@ refuse to score through)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -20,7 +21,8 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    if shutil.which("apt-get") and hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0:
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
                        check=False, capture_output=True)
         found = shutil.which("redis-server")

@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipelines.core.config import FeatureSettings, OnlineSettings
 from pipelines.core.errors import ConfigError
-from pipelines.features.definitions import history_features
+from pipelines.features.definitions import feature_set_id, history_features
 from pipelines.online.store import (
     CARD_ANSWER,
     CARD_STEP,
@@ -99,14 +99,22 @@ class Lookup:
 
 
 def check_servable(settings: FeatureSettings) -> None:
-    """Refuse definitions the store cannot serve exactly: a terminal window that ends less than
-    a day back (terminal keys are written nightly only).
+    """Refuse definitions the store cannot serve exactly.
+
+    - A terminal window must end at least two days back: terminal keys are published nightly,
+      and on a 25-hour day one day back is still inside the day.
+    - A card's fraud share: its labels would be those known when the day served began, for the
+      day before's late transactions too, and the day's own appends carry none.
 
     :raises ConfigError: naming the setting.
     """
-    if any(f.entity == "terminal" for f in history_features(settings)) and nearest_delay_days(settings, "terminal") < 1:
-        raise ConfigError("[features.terminal] delay_days must be at least 1 for online features: a terminal's "
+    features = history_features(settings)
+    if any(f.entity == "terminal" for f in features) and nearest_delay_days(settings, "terminal") < 2:
+        raise ConfigError("[features.terminal] delay_days must be at least 2 for online features: a terminal's "
                           "windows are published nightly and never written during the day")
+    if any(f.entity == "card" and f.aggregate == "fraud_share" for f in features):
+        raise ConfigError("[features.card] aggregates: fraud_share is not served online (a card's labels change "
+                          "during the day its history is written); use it for the terminal only")
 
 
 class OnlineFeatures:
@@ -120,6 +128,7 @@ class OnlineFeatures:
             address.url, password=address.password, socket_timeout=timeout, socket_connect_timeout=timeout,
             decode_responses=True, health_check_interval=0, retry_on_timeout=False)
         self.address, self.prefix, self.settings, self.time_zone = address, online.key_prefix, features, time_zone
+        self.feature_set = feature_set_id(features, time_zone=time_zone)
         self.card_reach_days = longest_reach_days(features, "card")
         self.card_ttl_ms = (self.card_reach_days + CARD_TTL_MARGIN_DAYS) * 86_400_000
         self._card_step = self.client.register_script(CARD_STEP)
@@ -147,16 +156,20 @@ class OnlineFeatures:
         bounds = sorted({b for w in terminal_windows.values() for b in (w.lo, w.hi)})
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hget(marker, "generation")
+                pipe.hmget(marker, "generation", "feature_set")
                 if bounds:
                     await self._terminal_totals(keys=[terminal_key_name(self.prefix, tx.terminal_id, day.isoformat())],
                                                 args=bounds, client=pipe)
                 first = _results(await pipe.execute(raise_on_error=False))
-            generation = first[0]
+            generation, published_set = first[0]
             if generation is None:
                 raise StoreRefusal(503, "online_state_missing",
                                    f"the online store holds no published state for {day}: run `publish` for that "
                                    f"day (after a restart the store is empty until it is published again)")
+            if published_set != self.feature_set:
+                raise StoreRefusal(503, "feature_set_mismatch",
+                                   f"the online store's state for {day} was published for feature set {published_set}; "
+                                   f"this service computes {self.feature_set}: publish again with its [features]")
             totals = _totals(bounds, first[1]) if bounds else {}
             card_windows = entity_windows(self.settings, "card", tx.event_micros)
             pending = card_member(tx.transaction_id, tx.cents, 0, tx.terminal_id)

@@ -9,7 +9,7 @@ For serving day D (``publish --date D``), read at one Delta version of ``transac
 - **terminals**: each terminal's transactions in (D's start - its longest reach, D's end - its
   nearest delay], per instant with the running totals, labels as known when D began (a label
   merged later counts from its ``labelled_at``: :func:`pipelines.features.history.label_changes`).
-  One new key per terminal and day, each written whole by one script;
+  One new key per terminal and day, built aside and renamed over it (atomic);
 - last, the day's marker: its generation and the Delta versions read. The service refuses a day
   without one, so a publish that stops halfway is never served; running it again is safe.
 
@@ -56,20 +56,8 @@ log = logging.getLogger(__name__)
 TERMINAL_TTL_DAYS = 3
 # Cards (or terminals) per pipelined round trip.
 BATCH = 200
-# ZADD arguments per call inside a script (Lua's stack takes a few thousand).
-TERMINAL_REPLACE = """#!lua
-redis.call('DEL', KEYS[1])
-for i = 2, #ARGV, 1000 do
-  local args = {}
-  for j = i, math.min(i + 999, #ARGV), 2 do
-    args[#args + 1] = ARGV[j]
-    args[#args + 1] = ARGV[j + 1]
-  end
-  redis.call('ZADD', KEYS[1], unpack(args))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV
-"""
+# Members per ZADD while a terminal's key of the day is built.
+CHUNK = 1000
 
 _TS, _CENTS, _FRAUD, _MEMBER = "_ts", "_cents", "_fraud", "_member"
 
@@ -161,17 +149,22 @@ def _write_cards(address: StoreAddress, timeout_ms: int, prefix: str, trim: int,
 
 
 def _write_terminals(address: StoreAddress, timeout_ms: int, prefix: str, day: str, ttl_ms: int):
+    """Each terminal's key of ``day`` built aside (a temporary key with the same hash tag), in
+    chunks, then renamed over the key: atomic, and no long step blocks the store's requests."""
     def write(rows: Iterator[Any]) -> Iterator[tuple[int, int]]:
         client = _client(address, timeout_ms)
-        replace = client.register_script(TERMINAL_REPLACE)
         terminals = instants = pending = 0
         pipe = client.pipeline(transaction=False)
         for row in rows:
-            args: list[Any] = [ttl_ms]
-            for entry in row["entries"]:
-                args += [entry[_TS], entry[_MEMBER]]
-            replace(keys=[terminal_key_name(prefix, row[TERMINAL_ID], day)], args=args, client=pipe)
-            terminals, instants, pending = terminals + 1, instants + len(row["entries"]), pending + 1
+            key = terminal_key_name(prefix, row[TERMINAL_ID], day)
+            building = f"{key}:building"
+            entries = row["entries"]
+            pipe.delete(building)
+            for start in range(0, len(entries), CHUNK):
+                pipe.zadd(building, {entry[_MEMBER]: entry[_TS] for entry in entries[start:start + CHUNK]})
+            pipe.pexpire(building, ttl_ms)
+            pipe.rename(building, key)
+            terminals, instants, pending = terminals + 1, instants + len(entries), pending + 1
             if pending >= BATCH:
                 pipe.execute()
                 pending = 0
@@ -265,14 +258,20 @@ def publish_day(spark: SparkSession, settings: Settings, day: date, *, published
         "labels_version": "" if labels_version is None else labels_version,
         "cards": n_cards, "card_entries": n_entries, "terminals": n_terminals, "terminal_instants": n_instants,
     }
-    client = _client(address, online.timeout_ms)
-    pipe = client.pipeline(transaction=False)
-    pipe.hset(day_key_name(prefix, day.isoformat()), mapping=marker)
-    pipe.pexpire(day_key_name(prefix, day.isoformat()), TERMINAL_TTL_DAYS * 86_400_000)
-    for back in range(2, 2 + TERMINAL_TTL_DAYS + 7):  # days no longer served exactly (their card history is trimmed)
-        pipe.delete(day_key_name(prefix, (day - timedelta(days=back)).isoformat()))
-    pipe.execute()
-    client.close()
+    try:
+        client = _client(address, online.timeout_ms)
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(day_key_name(prefix, day.isoformat()))
+        pipe.hset(day_key_name(prefix, day.isoformat()), mapping=marker)
+        pipe.pexpire(day_key_name(prefix, day.isoformat()), TERMINAL_TTL_DAYS * 86_400_000)
+        for back in range(2, 2 + TERMINAL_TTL_DAYS + 7):  # days no longer served exactly (card history trimmed)
+            pipe.delete(day_key_name(prefix, (day - timedelta(days=back)).isoformat()))
+        pipe.execute()
+        client.close()
+    except Exception as exc:
+        raise ServiceUnavailableError(f"publish: writing {day}'s marker to the online store at {address.shown()} "
+                                      f"failed ({type(exc).__name__}: {exc}): the day is not served; run it "
+                                      f"again") from None
     run = PublishRun(day, generation, transactions_version, labels_version, n_entries, n_cards, added, changed,
                      n_instants, n_terminals, time.perf_counter() - started)
     log.info("publish: %s for %s from %s version %d (labels version %s): %d card entries in %d cards (%d added, "

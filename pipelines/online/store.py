@@ -28,9 +28,9 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pipelines.core.config import OnlineSettings
 from pipelines.core.errors import ConfigError
@@ -192,8 +192,8 @@ def check_text_key(value: str, what: str) -> str | None:
 class StoreAddress:
     """Where the store is and its password (never printed: :meth:`shown` is what logs show)."""
 
-    url: str
-    password: str | None
+    url: str = field(repr=False)
+    password: str | None = field(repr=False)
     source: str
 
     def shown(self) -> str:
@@ -227,7 +227,7 @@ def store_address(online: OnlineSettings, environ: Mapping[str, str] = os.enviro
     elif online.password_file and Path(online.password_file).exists():
         password = read_password_file(Path(online.password_file))
     else:
-        password = urlsplit(url).password
+        password = unquote(urlsplit(url).password or "")
     if not password:
         raise ConfigError(f"the online store ({source}) has no password: set ${PASSWORD_ENV}, or name a file "
                           f"readable by its owner only in [online] password_file")

@@ -483,11 +483,15 @@ def stored_answer(answer: dict[str, Any]) -> list[Any]:
 
 
 def answer_from(stored: list[Any], tx: RawTransaction, model_name: str, columns: tuple[str, ...]) -> dict[str, Any]:
-    """The first answer again, from :func:`stored_answer`'s values."""
+    """The first answer again, from :func:`stored_answer`'s values (made with another feature
+    set than the service's, its values come unnamed, as ``feature_values``)."""
     probability, flagged, threshold, version, run_id, feature_set, values = stored
-    return {"transaction_id": tx.transaction_id, "fraud_probability": probability, "is_fraud": flagged,
-            "threshold": threshold, "model_name": model_name, "model_version": version, "model_run_id": run_id,
-            "feature_set": feature_set, "features": dict(zip(columns, values, strict=True))}
+    answer = {"transaction_id": tx.transaction_id, "fraud_probability": probability, "is_fraud": flagged,
+              "threshold": threshold, "model_name": model_name, "model_version": version, "model_run_id": run_id,
+              "feature_set": feature_set}
+    if len(values) == len(columns):
+        return {**answer, "features": dict(zip(columns, values, strict=True))}
+    return {**answer, "feature_values": values}
 
 
 def _model_input(tx: RawTransaction, features: dict[str, float | int], name: str) -> float:

@@ -27,7 +27,10 @@ from pipelines.online.windows import micros
 
 RAW_FIELDS = ("transaction_id", "event_time", "card", "card_key", "terminal_id", "amount", "feature_set")
 _CARD_KEY = re.compile(r"^[0-9a-f]{64}$")
-_MAX_CENTS = 10**16  # decimal(18,2)
+_DATE_AND_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+# The store sums cents in doubles, exact below 2^53: amounts up to 10^13 cents keep a window of
+# hundreds of transactions exact.
+_MAX_CENTS = 10**13
 _MAX_TEXT = 200
 
 
@@ -45,10 +48,10 @@ def _text(row: dict[str, Any], name: str, where: list[Any], problems: list[dict[
     value = row.get(name)
     if type(value) is int:
         value = str(value)
-    if type(value) is not str or not value.strip():
+    if type(value) is not str or not value.strip(" "):
         problems.append(problem([*where, name], "must be a non-empty string", "string_type"))
         return None
-    value = value.strip()
+    value = value.strip(" ")  # as ingest's trim: spaces only
     why = check_text_key(value, name)
     if why or len(value) > _MAX_TEXT:
         problems.append(problem([*where, name], why or f"must be at most {_MAX_TEXT} characters", "string_type"))
@@ -78,13 +81,17 @@ def parse_raw(rows: list[Any], single: bool, *, secret: bytes | None, time_zone:
         terminal_id = _text(row, "terminal_id", where, problems, problem) if "terminal_id" in row else None
         event_micros = None
         text = row.get("event_time")
-        if type(text) is not str:
-            problems.append(problem([*where, "event_time"], "must be a string (ISO 8601)", "string_type"))
+        if type(text) is not str or not _DATE_AND_TIME.match(text.strip(" ")):
+            problems.append(problem([*where, "event_time"], "must be a date and a time in ISO 8601 "
+                                                            "(2018-09-24 10:11:12)", "datetime_parsing"))
         else:
             try:
-                instant = datetime.fromisoformat(text.strip())
-                instant = instant.replace(tzinfo=zone) if instant.tzinfo is None else instant
-                event_micros = micros(instant)
+                instant = datetime.fromisoformat(text.strip(" "))
+                if instant.tzinfo is not None:
+                    # As the files are read: by the wall clock in the profile's zone, where an
+                    # hour shown twice is its first occurrence (Java's rule, fold 0 here).
+                    instant = instant.astimezone(zone).replace(tzinfo=None)
+                event_micros = micros(instant.replace(tzinfo=zone, fold=0))
             except (ValueError, OverflowError):
                 problems.append(problem([*where, "event_time"], f"is not an ISO 8601 time: {text[:40]!r}",
                                         "datetime_parsing"))
@@ -93,7 +100,7 @@ def parse_raw(rows: list[Any], single: bool, *, secret: bytes | None, time_zone:
             problems.append(problem(where, "give the card number as `card`, or its key as `card_key`, not both",
                                     "missing"))
         elif "card" in row:
-            card = _text(row, "card", where, problems, problem)
+            card = _text(row, "card", where, problems, problem)  # a card number has no tab or brace
             if card is not None:
                 if secret is None:
                     problems.append(problem([*where, "card"], "this service has no card key secret: send "
