@@ -37,12 +37,15 @@ setup(
             "matplotlib",
             # `publish` writes the online store (Redis) from the executors.
             "redis==7.0.1",
+            "hiredis==3.5.0",
         ],
         # The online scoring service (pipelines/serving): Starlette (the ASGI app; why not FastAPI:
         # pipelines/serving/app.py) under uvicorn, and the Prometheus client for /metrics (its
         # text format and histograms, not ours to rewrite), and redis-py for the online store
-        # (pipelines/online: its asyncio client, pipelining and script caching).
-        "serve": ["starlette==1.10.0", "uvicorn[standard]==0.54.0", "prometheus-client==0.26.0", "redis==7.0.1"],
+        # (pipelines/online: its asyncio client and pipelining), with hiredis, its C reply parser
+        # (measured: a lookup's client side is most of its time).
+        "serve": ["starlette==1.10.0", "uvicorn[standard]==0.54.0", "prometheus-client==0.26.0", "redis==7.0.1",
+                  "hiredis==3.5.0"],
         # deltalake (delta-rs): reads the Delta tables without Spark, an independent check in the tests.
         # playwright drives Debian's Chromium in the page's browser test (it downloads no browser here);
         # kubernetes-validate checks deploy/k8s against the Kubernetes JSON schemas it bundles.

@@ -44,6 +44,7 @@ sys.path.insert(0, str(PROJECT))
 from benchmarks.online_naive import naive_card_key, naive_terminal_key  # noqa: E402
 from benchmarks.serve_load import Http, call, ms, open_loop, start  # noqa: E402
 from pipelines.core.config import load_settings  # noqa: E402
+from pipelines.data.generator import synthetic_file_name  # noqa: E402
 from pipelines.features.definitions import feature_columns  # noqa: E402
 from pipelines.online.store import SEP  # noqa: E402
 from tests.online_store import LocalRedis  # noqa: E402
@@ -60,8 +61,7 @@ def delta_rows(path: str, day: date, columns: list[str]) -> dict[str, dict]:
 
 
 def raw_payments(landing: Path, day: date, first: date) -> list[dict]:
-    name = f"synthetic-day-{(day - first).days + 1:04d}.csv"
-    path = next(iter(landing.glob(name)), None) or next(p for p in landing.glob("*.csv") if day.isoformat() in p.name)
+    path = landing / synthetic_file_name((day - first).days + 1)
     with path.open() as handle:
         rows = sorted(csv.DictReader(handle), key=lambda r: (r["TX_DATETIME"], r["TRANSACTION_ID"]))
     return [{"transaction_id": r["TRANSACTION_ID"], "event_time": r["TX_DATETIME"], "card": r["CUSTOMER_ID"],
@@ -123,6 +123,7 @@ def fresh(payments: list[dict], tag: str, n: int) -> list[bytes]:
 def ladder(http: Http, token: str, bodies: list[bytes], rates: list[int], seconds: float) -> list[dict]:
     results = []
     for rate in rates:
+        http = Http(http.port)  # connections of this event loop only
         requests = [http.post("/v1/score", body, token) for body in bodies[: int(rate * seconds)]]
         answers = asyncio.run(open_loop(http, requests, rate, seconds))
         ok = [a.latency for a in answers if a.outcome == "ok"]
@@ -181,7 +182,7 @@ def main() -> int:
         naive_port, _ = start(stack, [sys.executable, str(PROJECT / "benchmarks" / "online_naive.py"), args.env], env,
                               folder / "naive.log", "/readyz", lambda body: b"true" in body, 120)
         naive = Http(naive_port)
-        latencies, answers = asyncio.run(closed(naive, token, bodies))
+        latencies, answers = asyncio.run(closed(Http(naive_port), token, bodies))
         compared, differing = parity(answers, features, scored, columns)
         report["naive"] = {"keys": naive_keys, "compared": compared, "differing": differing,
                            "p50_ms": ms(latencies, 50), "p99_ms": ms(latencies, 99)}
@@ -199,11 +200,11 @@ def main() -> int:
             report["open_loop"][name] = ladder(target, token, bodies_for, RATES, seconds)
 
         n = 1000 if args.quick else 3000
-        plain, _ = asyncio.run(closed(http, token, fresh(payments, "p", n)))
+        plain, _ = asyncio.run(closed(Http(port), token, fresh(payments, "p", n)))
         client.config_set("appendonly", "yes")
         client.config_set("appendfsync", "always")
         time.sleep(2)  # the AOF rewrite that turning it on starts
-        always, _ = asyncio.run(closed(http, token, fresh(payments, "a", n)))
+        always, _ = asyncio.run(closed(Http(port), token, fresh(payments, "a", n)))
         report["aof_always"] = {"transactions": n, "p50_ms_without": ms(plain, 50), "p50_ms_with": ms(always, 50),
                                 "p99_ms_without": ms(plain, 99), "p99_ms_with": ms(always, 99),
                                 "ratio_p50": round(float(np.percentile(always, 50) / np.percentile(plain, 50)), 2)}

@@ -44,7 +44,8 @@ class LocalRedis:
         self.conf = folder / "redis.conf"
         self.conf.touch(mode=0o600)
         self.conf.write_text(f"bind 127.0.0.1\nport {self.port}\nrequirepass {self.password}\ndir {folder}\n"
-                             f'save ""\nappendonly no\nmaxmemory {maxmemory}\nmaxmemory-policy noeviction\n')
+                             f'save ""\nappendonly no\nmaxmemory {maxmemory}\nmaxmemory-policy noeviction\n'
+                             f"zset-max-listpack-entries 512\nzset-max-listpack-value 512\n")
         self.password_file = folder / "password"
         self.password_file.touch(mode=0o600)
         self.password_file.write_text(self.password + "\n")

@@ -3,7 +3,8 @@
 # when missing, on 127.0.0.1 only, with a password generated once into <state>/secrets/redis-password
 # (mode 600, never on a command line: the server reads it from its config file), nothing evicted
 # (maxmemory-policy noeviction: a full store refuses writes, and the service answers 503), and
-# every write on disk before it is acknowledged (appendonly, appendfsync always).
+# every write on disk before it is acknowledged (appendonly, appendfsync always), and a card's
+# history kept compact (a listpack up to 512 entries of up to 512 bytes, not a skiplist).
 #
 #   deploy/standalone/redis.sh start    # idempotent
 #   deploy/standalone/redis.sh stop     # idempotent
@@ -58,6 +59,8 @@ appendfsync always
 save ""
 maxmemory ${FRAUD_REDIS_MAXMEMORY:-1gb}
 maxmemory-policy noeviction
+zset-max-listpack-entries 512
+zset-max-listpack-value 512
 CONF
   redis-server "$conf" || die "redis-server failed to start (log: $log)"
   local i

@@ -1,12 +1,11 @@
 """Request time: a raw transaction's features from the store and the transaction itself, with
 the card's read and append as one atomic step (:data:`~pipelines.online.store.CARD_STEP`).
 
-Per transaction, two round trips:
-
-1. the day's marker and the terminal's running totals at the window bounds (read only: terminal
-   keys are written by the nightly publish alone);
-2. the card's step, and the day's marker read again. If the marker vanished in between (the
-   store restarted empty), the append is undone and the request refused.
+Per transaction, one round trip (a pipeline): the day's marker, the terminal's running totals at
+the window bounds (read only: terminal keys are written by the nightly publish alone), the
+card's step, and the day's marker again. Without the marker on both sides (a store restarted
+empty, a day not published), or with another feature set's, the append is undone and the
+request refused.
 
 Then, once scored, the answer is written into the card's entry, so a retry of the same id is
 answered the same (:meth:`OnlineFeatures.record_answer`).
@@ -22,6 +21,7 @@ Rules the history follows (docs/online-features.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipelines.core.config import FeatureSettings, OnlineSettings
@@ -131,9 +131,31 @@ class OnlineFeatures:
         self.feature_set = feature_set_id(features, time_zone=time_zone)
         self.card_reach_days = longest_reach_days(features, "card")
         self.card_ttl_ms = (self.card_reach_days + CARD_TTL_MARGIN_DAYS) * 86_400_000
-        self._card_step = self.client.register_script(CARD_STEP)
-        self._card_answer = self.client.register_script(CARD_ANSWER)
-        self._terminal_totals = self.client.register_script(TERMINAL_TOTALS)
+        # By SHA1 (EVALSHA), loaded once: redis-py's Script objects in a pipeline ask the store
+        # whether they exist before every pipeline, a round trip each.
+        self._scripts = {name: (hashlib.sha1(source.encode()).hexdigest(), source) for name, source in
+                         (("card_step", CARD_STEP), ("card_answer", CARD_ANSWER), ("terminal", TERMINAL_TOTALS))}
+
+    async def _load_scripts(self) -> None:
+        for sha, source in self._scripts.values():
+            if await self.client.script_load(source) != sha:
+                raise StoreRefusal(503, "store_error", "the online store hashed a script differently")
+
+    async def _run(self, fill) -> list[Any]:
+        """``fill(pipe)`` queued and sent as one round trip; once more after loading the scripts
+        when the store does not know them (a restart, or a first use)."""
+        for attempt in (1, 2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                fill(pipe)
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                await self._load_scripts()
+                continue
+            return _results(results)
+        raise AssertionError("unreachable")
+
+    def _evalsha(self, pipe, name: str, key: str, args: list[Any]) -> None:
+        pipe.evalsha(self._scripts[name][0], 1, key, *args)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -154,40 +176,42 @@ class OnlineFeatures:
         marker = day_key_name(self.prefix, day.isoformat())
         terminal_windows = entity_windows(self.settings, "terminal", tx.event_micros)
         bounds = sorted({b for w in terminal_windows.values() for b in (w.lo, w.hi)})
+        terminal_key = terminal_key_name(self.prefix, tx.terminal_id, day.isoformat())
+        card_key = card_key_name(self.prefix, tx.card_key)
+        card_windows = entity_windows(self.settings, "card", tx.event_micros)
+        pending = card_member(tx.transaction_id, tx.cents, 0, tx.terminal_id)
+        args: list[Any] = [tx.event_micros, tx.transaction_id, pending, self.card_ttl_ms,
+                           tx.event_micros - self.card_reach_days * MICROS_PER_DAY, len(card_windows)]
+        for window in card_windows.values():
+            args += [window.lo, window.hi, 0 if window.ties_by_id else 1]
+
+        def one_trip(pipe) -> None:
+            # The marker before and after: the card's step is kept only if the day's state was
+            # there, the same, on both sides of it.
+            pipe.hmget(marker, "generation", "feature_set")
+            if bounds:
+                self._evalsha(pipe, "terminal", terminal_key, bounds)
+            self._evalsha(pipe, "card_step", card_key, args)
+            pipe.hget(marker, "generation")
+
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hmget(marker, "generation", "feature_set")
-                if bounds:
-                    await self._terminal_totals(keys=[terminal_key_name(self.prefix, tx.terminal_id, day.isoformat())],
-                                                args=bounds, client=pipe)
-                first = _results(await pipe.execute(raise_on_error=False))
-            generation, published_set = first[0]
-            if generation is None:
-                raise StoreRefusal(503, "online_state_missing",
-                                   f"the online store holds no published state for {day}: run `publish` for that "
-                                   f"day (after a restart the store is empty until it is published again)")
-            if published_set != self.feature_set:
-                raise StoreRefusal(503, "feature_set_mismatch",
-                                   f"the online store's state for {day} was published for feature set {published_set}; "
-                                   f"this service computes {self.feature_set}: publish again with its [features]")
-            totals = _totals(bounds, first[1]) if bounds else {}
-            card_windows = entity_windows(self.settings, "card", tx.event_micros)
-            pending = card_member(tx.transaction_id, tx.cents, 0, tx.terminal_id)
-            args: list[Any] = [tx.event_micros, tx.transaction_id, pending, self.card_ttl_ms,
-                               tx.event_micros - self.card_reach_days * MICROS_PER_DAY, len(card_windows)]
-            for window in card_windows.values():
-                args += [window.lo, window.hi, 0 if window.ties_by_id else 1]
-            card_key = card_key_name(self.prefix, tx.card_key)
-            async with self.client.pipeline(transaction=False) as pipe:
-                await self._card_step(keys=[card_key], args=args, client=pipe)
-                pipe.hget(marker, "generation")
-                reply, generation_after = _results(await pipe.execute(raise_on_error=False))
-            if generation_after != generation:
-                if int(reply[0]) == 0:
+            replies = await self._run(one_trip)
+            (generation, published_set), reply, generation_after = replies[0], replies[-2], replies[-1]
+            refusal = None
+            if generation is None or generation_after != generation:
+                refusal = StoreRefusal(503, "online_state_missing",
+                                       f"the online store holds no published state for {day}: run `publish` for "
+                                       f"that day (after a restart the store is empty until it is published again)")
+            elif published_set != self.feature_set:
+                refusal = StoreRefusal(503, "feature_set_mismatch",
+                                       f"the online store's state for {day} was published for feature set "
+                                       f"{published_set}; this service computes {self.feature_set}: publish again "
+                                       f"with its [features]")
+            if refusal is not None:
+                if int(reply[0]) == 0:  # appended to a store without the day's state: undone
                     await self.client.zrem(card_key, pending)
-                raise StoreRefusal(503, "online_state_missing",
-                                   f"the online store's state for {day} changed while this transaction was read "
-                                   f"(restarted, or published again): send it again")
+                raise refusal
+            totals = _totals(bounds, replies[1]) if bounds else {}
         except StoreRefusal:
             raise
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -239,9 +263,9 @@ class OnlineFeatures:
         that fails here has the transaction counted already; a retry is then scored again."""
         answered = pending_member + json.dumps(answer, separators=(",", ":"))
         try:
-            await self._card_answer(keys=[card_key_name(self.prefix, tx.card_key)],
-                                    args=[tx.event_micros, pending_member, answered])
-        except RedisError:
+            await self._run(lambda pipe: self._evalsha(pipe, "card_answer", card_key_name(self.prefix, tx.card_key),
+                                                       [tx.event_micros, pending_member, answered]))
+        except (RedisError, StoreRefusal):
             pass
 
 

@@ -49,6 +49,10 @@ local key = KEYS[1]
 local ts = tonumber(ARGV[1])
 local id = ARGV[2]
 local n = tonumber(ARGV[6])
+local lo, hi, incl = {}, {}, {}
+for w = 1, n do
+  lo[w], hi[w], incl[w] = tonumber(ARGV[4 + 3 * w]), tonumber(ARGV[5 + 3 * w]), ARGV[6 + 3 * w] == '1'
+end
 local entries = redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[5], '+inf', 'WITHSCORES')
 local sums = {}
 for i = 1, 3 * n do sums[i] = 0 end
@@ -56,22 +60,19 @@ local ties = {}
 local found, found_score = '', ''
 for j = 1, #entries, 2 do
   local member = entries[j]
-  local t1 = string.find(member, '\\t', 1, true)
-  if string.sub(member, 1, t1 - 1) == id then
+  local eid, cents, fraud = string.match(member, '^([^\t]*)\t(%d+)\t(%d+)')
+  if eid == id then
     found, found_score = member, entries[j + 1]
   else
     local at = tonumber(entries[j + 1])
-    local t2 = string.find(member, '\\t', t1 + 1, true)
-    local t3 = string.find(member, '\\t', t2 + 1, true)
-    local cents = tonumber(string.sub(member, t1 + 1, t2 - 1))
-    local fraud = tonumber(string.sub(member, t2 + 1, t3 - 1))
+    cents, fraud = tonumber(cents), tonumber(fraud)
     if at == ts then ties[#ties + 1] = member end
-    for w = 0, n - 1 do
-      local lo, hi = tonumber(ARGV[7 + 3 * w]), tonumber(ARGV[8 + 3 * w])
-      if at > lo and (at < hi or (at == hi and ARGV[9 + 3 * w] == '1')) then
-        sums[3 * w + 1] = sums[3 * w + 1] + 1
-        sums[3 * w + 2] = sums[3 * w + 2] + cents
-        sums[3 * w + 3] = sums[3 * w + 3] + fraud
+    for w = 1, n do
+      if at > lo[w] and (at < hi[w] or (at == hi[w] and incl[w])) then
+        local k = 3 * w
+        sums[k - 2] = sums[k - 2] + 1
+        sums[k - 1] = sums[k - 1] + cents
+        sums[k] = sums[k] + fraud
       end
     end
   end

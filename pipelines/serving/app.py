@@ -34,6 +34,7 @@ import anyio
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -366,6 +367,7 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
         except StoreRefusal as exc:
             raise RequestRefused(exc.status, exc.kind, exc.detail) from None
         fresh = [i for i in range(len(parsed)) if lookups[i].replay is None]
+        kept: list[tuple[RawTransaction, Any, dict[str, Any]]] = []
         answers: list[dict[str, Any] | None] = [
             None if lookups[i].replay is None else answer_from(lookups[i].replay, parsed[i], model.name,
                                                                 payments.columns)
@@ -385,15 +387,22 @@ def create_app(settings: ServingSettings, tokens: str, *, token_file: str | None
                           "model_run_id": model.run_id, "feature_set": model.feature_set,
                           "features": {"amount": tx.amount, **lookups[i].features}}
                 answers[i] = answer
-                await payments.online.record_answer(tx, lookups[i].pending_member, stored_answer(answer))
-                if payments.echo is not None:
-                    payments.echo.write(lookups[i].day, tx.transaction_id, answer)
+                kept.append((tx, lookups[i], answer))
             metrics.transactions.labels(model_version=model.version).inc(len(fresh))
             metrics.flagged.labels(model_version=model.version).inc(int(is_fraud.sum()))
             for p in probability.tolist():
                 metrics.scores.observe(p)
         metrics.replays.inc(len(parsed) - len(fresh))
-        return Response(json.dumps(answers[0] if single else answers), media_type="application/json")
+
+        async def keep() -> None:
+            """After the answer is sent: each kept in its card entry (for retries), and the echo."""
+            for tx, lookup, answer in kept:
+                await payments.online.record_answer(tx, lookup.pending_member, stored_answer(answer))
+                if payments.echo is not None:
+                    payments.echo.write(lookup.day, tx.transaction_id, answer)
+
+        return Response(json.dumps(answers[0] if single else answers), media_type="application/json",
+                        background=BackgroundTask(keep))
 
     async def score(request: Request) -> Response:
         authorized(request)
