@@ -52,6 +52,7 @@ from pipelines.online.windows import (
     Window,
     entity_windows,
     feature_value,
+    features_of,
     flags,
     local_day,
     longest_reach_days,
@@ -244,7 +245,7 @@ class OnlineFeatures:
         for column, window in terminal_windows.items():
             sums[column] = totals[window.hi] - totals[window.lo]
         features: dict[str, float | int] = {}
-        for feature in history_features(self.settings):
+        for feature in features_of(self.settings):
             features[feature.column] = feature_value(feature, sums[feature.column])
         features.update(flags(self.settings, tx.event_micros, self.time_zone))
         if not found:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from pipelines.core.config import FeatureSettings
@@ -68,10 +69,15 @@ def window_of(feature: HistoryFeature, event_micros: int) -> Window:
     return Window(end - feature.window_days * MICROS_PER_DAY, end, ties_by_id=feature.delay_days == 0)
 
 
+@lru_cache(maxsize=16)
+def features_of(settings: FeatureSettings, entity: str | None = None) -> tuple[HistoryFeature, ...]:
+    """The history features of ``settings`` (of ``entity`` only, when given), made once."""
+    return tuple(feature for feature in history_features(settings) if entity in (None, feature.entity))
+
+
 def entity_windows(settings: FeatureSettings, entity: str, event_micros: int) -> dict[str, Window]:
     """Each of ``entity``'s feature columns and its window for a transaction at ``event_micros``."""
-    return {feature.column: window_of(feature, event_micros)
-            for feature in history_features(settings) if feature.entity == entity}
+    return {feature.column: window_of(feature, event_micros) for feature in features_of(settings, entity)}
 
 
 def feature_value(feature: HistoryFeature, sums: Sums) -> float | int:
