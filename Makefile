@@ -19,7 +19,7 @@ PAYMENTS_START   := 2018-09-24
 PAYMENTS_END     := 2018-09-30
 
 .PHONY: setup demo demo-payments cluster-demo cluster-up cluster-down test test-quick lint ui serve bench bench-generate bench-features \
-        bench-ingest-payments bench-handbook bench-serve clean-state clean card-key
+        bench-ingest-payments bench-handbook bench-serve bench-online clean-state clean card-key
 
 # The driver JVM's class-data archive (pipelines/core/jvm_archive.py): written once per JVM and
 # pyspark, about a minute; each job then starts about 3 s sooner. Without it jobs still run.
@@ -152,6 +152,12 @@ card-key:
 # same champion (run `make demo` first; prints its figures; takes ~5 minutes).
 bench-serve: setup
 	$(PY) benchmarks/serve_load.py
+
+# Raw payments through fraud-serve and the online store (issue #24): publish's cost, parity on
+# a whole day, closed and open loops beside the naive layout and the features in the request,
+# AOF's cost. Needs `make demo-payments` first; about 6 minutes. docs/online-features.md.
+bench-online: setup
+	$(PY) benchmarks/online_load.py
 
 # MLflow 3.17's UI opens an experiment on its GenAI overview unless told the workflow type.
 ui: setup
