@@ -122,3 +122,10 @@ def test_a_stored_answer_is_the_first_answer_again():
     stored = json.loads(json.dumps(stored_answer(answer)))
     assert answer_from(stored, tx, "m", ("amount", "card_tx_count_1d")) == answer
     assert answer_from(stored, tx, "m", ("amount",))["feature_values"] == [57.23, 2]
+
+
+def test_a_raw_payment_of_another_feature_set_is_a_conflict_not_a_problem():
+    transactions, problems, other_sets = parsed(raw(feature_set="fs-other"))
+    assert problems == [] and len(transactions) == 1
+    assert other_sets[0]["loc"][-1] == "feature_set" and "fs-other" in other_sets[0]["msg"]
+    assert parsed(raw(feature_set=3))[1][0]["type"] == "string_type"

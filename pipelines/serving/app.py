@@ -49,7 +49,7 @@ from pipelines.online.lookup import OnlineFeatures, RawTransaction, StoreRefusal
 from pipelines.online.store import store_address
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelHolder, ModelWatcher
-from pipelines.serving.raw import is_raw, parse_raw
+from pipelines.serving.raw import check_feature_set_field, is_raw, parse_raw
 from pipelines.serving.tokens import TokenChecker
 
 log = logging.getLogger(__name__)
@@ -210,13 +210,7 @@ def parse_transactions(body: bytes | list[Any], feature_cols: list[str], max_bat
         if transaction_id is not None and type(transaction_id) not in (str, int):
             problems.append(_problem([*where, "transaction_id"], "must be a string or an integer", "type_error"))
         ids.append(transaction_id)
-        if "feature_set" in keys:
-            given = row["feature_set"]
-            if type(given) is not str:
-                problems.append(_problem([*where, "feature_set"], "must be a string", "string_type"))
-            elif given != feature_set:
-                other_sets.append(_problem([*where, "feature_set"], f"computed with feature set {given}; the model "
-                                           f"was trained on {feature_set or 'no feature set'}", "feature_set"))
+        check_feature_set_field(row, where, feature_set, problems, other_sets, _problem)
     if problems:
         raise RequestRefused(422, "invalid", problems[:MAX_PROBLEMS + 1])
     if other_sets:

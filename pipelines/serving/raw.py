@@ -44,6 +44,20 @@ def card_key_of(card: str, secret: bytes) -> str:
     return hmac.new(secret, card.strip(" ").encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def check_feature_set_field(row: dict[str, Any], where: list[Any], feature_set: str | None,
+                            problems: list[dict[str, Any]], other_sets: list[dict[str, Any]], problem) -> None:
+    """A transaction's optional ``feature_set``: not text is a problem (422); another set than
+    the model's goes to ``other_sets`` (409)."""
+    if "feature_set" not in row:
+        return
+    given = row["feature_set"]
+    if type(given) is not str:
+        problems.append(problem([*where, "feature_set"], "must be a string", "string_type"))
+    elif given != feature_set:
+        other_sets.append(problem([*where, "feature_set"], f"computed with feature set {given}; the model "
+                                  f"was trained on {feature_set or 'no feature set'}", "feature_set"))
+
+
 def _text(row: dict[str, Any], name: str, where: list[Any], problems: list[dict[str, Any]], problem) -> str | None:
     value = row.get(name)
     if type(value) is int:
@@ -130,13 +144,7 @@ def parse_raw(rows: list[Any], single: bool, *, secret: bytes | None, time_zone:
                     problems.append(problem([*where, "amount"], f"must be a finite number, not negative, with at "
                                                                 f"most 2 decimal places, got {amount!r}",
                                             "finite_number"))
-        if "feature_set" in row:
-            given = row["feature_set"]
-            if type(given) is not str:
-                problems.append(problem([*where, "feature_set"], "must be a string", "string_type"))
-            elif given != feature_set:
-                other_sets.append(problem([*where, "feature_set"], f"computed with feature set {given}; the "
-                                          f"model was trained on {feature_set}", "feature_set"))
+        check_feature_set_field(row, where, feature_set, problems, other_sets, problem)
         if None not in (transaction_id, terminal_id, event_micros, card_key, cents):
             parsed.append(RawTransaction(transaction_id, event_micros, card_key, terminal_id, cents))
     return parsed, problems, other_sets
