@@ -10,6 +10,7 @@ gate and tracked by monitoring.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
@@ -156,8 +157,22 @@ def test_train_promote_score_and_monitor_run_on_the_features_table(spark, lake):
     assert {r[0] for r in scored.select("source_table_version").distinct().collect()} == {features_version}
     assert scored.select("transaction_id").subtract(day_features.select("transaction_id")).count() == 0
 
+    # The skew watch: one online answer echoed with the batch's features, one with a count off by one.
+    echo_dir = Path(settings.tables.root).parent / "echo"
+    rows = day_features.orderBy("transaction_id").limit(2).collect()
+    columns = list(inputs.feature_cols)
+    answers = [{"transaction_id": r["transaction_id"], "txn_date": day(12).isoformat(), "feature_set": ref.feature_set,
+                "features": {c: float(r[c]) for c in columns}} for r in rows]
+    answers[1]["features"]["card_tx_count_1d"] += 1
+    (echo_dir / day(12).isoformat()).mkdir(parents=True)
+    (echo_dir / day(12).isoformat() / "host-1.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    settings = replace(settings, online=replace(settings.online, echo_dir=str(echo_dir)))
     results = monitor_job.run(spark, settings, days=[day(12)], computed_at=NOW)
     assert results[0].rows == written[day(12)]
+    assert results[0].verdict.verdict == "alert"
+    assert results[0].verdict.reasons[0].startswith(
+        f"online/batch skew: 1 of 2 sampled online answers differ from the batch features (by more than 1e-09): "
+        f"transaction {rows[1]['transaction_id']}: card_tx_count_1d")
     performance = spark.read.format("delta").load(settings.tables.path(settings.tables.performance))
     measured = {r["metric"]: r["value"] for r in performance.collect()}
     assert 0.0 <= measured[f"card_precision_at_{K}"] <= 1.0
