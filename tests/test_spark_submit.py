@@ -51,7 +51,7 @@ def test_an_unknown_job_is_refused_with_the_list_of_jobs():
     result = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "delete_everything"], capture_output=True,
                             text=True, env={"FRAUD_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
-    jobs = "features generate ingest label monitor promote retrain rollback score sql train"
+    jobs = "features generate ingest label monitor promote publish retrain rollback score sql train"
     assert f"unknown job 'delete_everything'; jobs: {jobs}" in result.stderr
     assert not Path(PROJECT_ROOT / "jobs" / "delete_everything.py").exists()
 
