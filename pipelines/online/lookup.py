@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -96,7 +96,6 @@ class Lookup:
     day: date
     replay: Any = None  # what the service stored with the first answer
     pending_member: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_servable(settings: FeatureSettings) -> None:

@@ -204,8 +204,8 @@ def publish_day(spark: SparkSession, settings: Settings, day: date, *, published
     started = time.perf_counter()
     online, zone, prefix = settings.online, settings.profile.time_zone, settings.online.key_prefix
     try:
-        probe = _client(address, online.timeout_ms)
-        probe.ping()
+        with _client(address, online.timeout_ms) as probe:
+            probe.ping()
     except Exception as exc:
         raise ServiceUnavailableError(f"publish: the online store at {address.shown()} does not answer: "
                                       f"{type(exc).__name__}: {exc}") from None
